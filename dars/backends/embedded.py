@@ -1,0 +1,417 @@
+"""The embedded backend: the whole DARS loop in plain PyTorch on a Hugging Face model.
+
+Recipe shape (as torchtune): ``setup()`` builds everything, ``train()`` runs the steps, ``save()``
+writes a resumable checkpoint. One training step is docs/algorithm.md §2:
+
+    prompts -> stage 1 (n each) -> score -> schedule -> stage 2 (extras) -> score -> merge
+            -> filter groups -> advantages -> old log-probs -> ppo_epochs x optimiser steps
+
+Determinism: every random draw is seeded from (seed, purpose, batch index), so the same config on
+the same CPU gives the same metrics, and a run resumed from a checkpoint redraws exactly what the
+uninterrupted run drew.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dars import algorithm as algo
+from dars.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dars.data import PromptStream, synthetic_splits
+from dars.evaluate import run_validation
+from dars.metrics import entropy_from_logits, masked_seq_mean, masked_token_mean
+from dars.model import autocast, compute_dtype, load_policy, resolve_device
+from dars.rollout import HFGenerateEngine, Rollouts, SamplingParams, encode_prompt
+from dars.runlog import RunLog
+
+log = logging.getLogger("dars")
+
+
+def seed_everything(*key) -> None:
+    """Seed python/numpy/torch from a tuple key (stable across processes, unlike hash())."""
+    s = int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "little") % (2**63 - 1)
+    random.seed(s)
+    np.random.seed(s % (2**32))
+    torch.manual_seed(s)
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # training steps with an update (the x-axis of every curve)
+    batch_index: int = 0  # prompt batches consumed, skipped ones included
+    optim_total: int = 0
+    samples_seen: int = 0
+
+
+def _stack_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Right-pad 1-D per-sequence tensors to ``width`` and stack them (padding is masked out)."""
+    return torch.stack([torch.nn.functional.pad(r, (0, width - r.shape[0])) for r in rows])
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    trainer = EmbeddedTrainer(cfg, Path(run_dir))
+    try:
+        trainer.setup()
+        return trainer.train()
+    except BaseException as e:  # record why, for the sweep status table; then re-raise
+        if trainer.runlog is not None:
+            kind = "killed" if isinstance(e, KeyboardInterrupt) else "failed"
+            trainer.runlog.set_status(kind, error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        trainer.cleanup()
+
+
+class EmbeddedTrainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.scorer = None
+        self.runlog = None
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.seed, "setup")
+        self.device = resolve_device(cfg.model.device)
+        self.amp_dtype = compute_dtype(cfg.model.dtype, self.device)
+        self.autocast = partial(autocast, self.device, self.amp_dtype)
+
+        train, self.val_problems = synthetic_splits(
+            list(cfg.data.levels), cfg.data.train_per_level, cfg.data.val_per_level, cfg.data.seed,
+            cfg.data.prompt_template,
+        )
+        self.stream = PromptStream(train, cfg.train.batch_size, cfg.data.shuffle, cfg.seed)
+
+        self.model, self.tok, source = load_policy(cfg, cfg.paths.cache_dir, cfg.seed)
+        self.model.to(self.device)
+        self.model.config.use_cache = True
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info("policy: %s (%.2fM parameters) on %s, compute %s", source, n_params / 1e6, self.device, self.amp_dtype)
+        self.ref_model = None
+        if cfg.algorithm.kl_coef > 0:
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
+            weight_decay=cfg.train.weight_decay,
+        )
+        self.engine = HFGenerateEngine(self.model, self.tok, self.device, self.autocast, cfg.rollout.micro_batch_size)
+        from dars.rewards import RewardScorer
+
+        self.scorer = RewardScorer(version=cfg.reward.version, num_workers=cfg.reward.num_workers,
+                                   timeout_s=cfg.reward.timeout_s)
+        self._prompt_cache: dict[str, list[int]] = {}
+        self.val_prompt_ids = [self._encode(p.prompt) for p in self.val_problems]
+
+        self.runlog = RunLog(
+            self.run_dir, cfg.logger.wandb, run_name=cfg.run_name,
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+        self.state = TrainState()
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is not None:
+            self._restore(ckpt)
+
+    def _encode(self, text: str) -> list[int]:
+        if text not in self._prompt_cache:
+            ids = encode_prompt(self.tok, text)
+            self._prompt_cache[text] = ids[-self.cfg.rollout.max_prompt_length :]
+        return self._prompt_cache[text]
+
+    def _sampling(self, temperature: float, top_p: float) -> SamplingParams:
+        r = self.cfg.rollout
+        return SamplingParams(temperature=temperature, top_p=top_p, top_k=r.top_k, max_new_tokens=r.max_response_length)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "train_state": asdict(self.state),
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+        }
+        save_checkpoint(self.run_dir, self.state.step, state, keep=self.cfg.train.keep_checkpoints)
+
+    def _restore(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.state = TrainState(**ckpt["train_state"])
+        self.runlog.truncate_after(self.state.step)
+        log.info("resumed from %s (step %d, %d prompt batches consumed)", path, self.state.step, self.state.batch_index)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict:
+        cfg, st = self.cfg, self.state
+        total = cfg.train.total_steps
+        if self.runlog.status().get("state") == "completed" and st.step >= total:
+            log.info("run already completed at step %d; nothing to do", st.step)
+            return self._final_summary()
+        self.runlog.set_status("running", step=st.step, total_steps=total, experiment=cfg.experiment_name,
+                               seed=cfg.seed, error=None)
+        if st.step == 0 and cfg.train.val_before_train and not self._evaluated(0):
+            self.validate()
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=st.step, desc=cfg.run_name, unit="step", dynamic_ncols=True,
+                   disable=not cfg.train.progress_bar)
+        while st.step < total and self.stream.epoch_of(st.batch_index) < cfg.train.total_epochs:
+            record = self.training_step()
+            if record is None:
+                continue
+            self.runlog.log_step(record)
+            bar.update(1)
+            bar.set_postfix({"acc": f"{record['acc/stage1']:.2f}", "stage2": record["rollouts/stage2"],
+                             "kept": record["groups/kept"], "H": f"{record['entropy/token_mean']:.2f}"})
+            if cfg.train.test_freq > 0 and st.step % cfg.train.test_freq == 0:
+                self.validate()
+            if cfg.train.save_freq > 0 and st.step % cfg.train.save_freq == 0:
+                self.save()
+        bar.close()
+        if st.step < total:
+            log.warning("stopped at step %d of %d: train.total_epochs=%d exhausted", st.step, total,
+                        cfg.train.total_epochs)
+        if not self._evaluated(st.step):
+            self.validate()
+        self.save()
+        self.runlog.set_status("completed", step=st.step)
+        return self._final_summary()
+
+    def _evaluated(self, step: int) -> bool:
+        return any(s["step"] == step for s in self.runlog.eval_summaries())
+
+    def _final_summary(self) -> dict:
+        summaries = self.runlog.eval_summaries()
+        return summaries[-1] if summaries else {}
+
+    def training_step(self) -> dict | None:
+        cfg, st = self.cfg, self.state
+        a, r = cfg.algorithm, cfg.rollout
+        t_step = time.perf_counter()
+        problems = self.stream.batch(st.batch_index)
+        epoch = self.stream.epoch_of(st.batch_index)
+        batch_index = st.batch_index
+        st.batch_index += 1
+        st.samples_seen += len(problems)
+        prompt_ids = [self._encode(p.prompt) for p in problems]
+        golds = [p.answer for p in problems]
+        params = self._sampling(r.temperature, r.top_p)
+        num_prompts = len(problems)
+
+        # stage 1: n rollouts per prompt -> difficulty estimate
+        seed_everything(cfg.seed, "stage1", batch_index)
+        t0 = time.perf_counter()
+        ro = self.engine.generate(prompt_ids, [r.n] * num_prompts, params)
+        t_gen1 = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rewards = self._score(ro, golds)
+        t_reward = time.perf_counter() - t0
+        acc1 = algo.group_accuracy(np.array(ro.prompt_index), rewards, num_prompts)
+
+        # stage 2: extra rollouts for hard prompts, same weights, same sampling parameters
+        extra = algo.plan_stage2(acc1, r.n, a.n_max, a.schedule, a.use_std)
+        n_stage1, n_stage2, t_gen2 = len(ro), int(extra.sum()), 0.0
+        if n_stage2 > 0:
+            seed_everything(cfg.seed, "stage2", batch_index)
+            t0 = time.perf_counter()
+            ro2 = self.engine.generate(prompt_ids, extra.tolist(), params)
+            t_gen2 = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            rewards = np.concatenate([rewards, self._score(ro2, golds)])
+            t_reward += time.perf_counter() - t0
+            ro.extend(ro2)  # same prompt index = same group
+
+        group = np.array(ro.prompt_index)
+        stats = algo.filter_groups(group, rewards, num_prompts, acc1, a.filter_groups, a.upper_threshold)
+        base = {
+            "step": st.step + 1, "epoch": epoch, "prompts": num_prompts,
+            "rollouts/stage1": n_stage1, "rollouts/stage2": n_stage2,
+            "rollouts/per_prompt": (n_stage1 + n_stage2) / num_prompts,
+            "tokens/generated": int(sum(ro.lengths)),
+            "acc/stage1": float(acc1.mean()),
+            "groups/solve_none": stats.solve_none, "groups/solve_all": stats.solve_all,
+            "groups/solve_partial": stats.solve_partial, "groups/kept": int(stats.keep.sum()),
+            "stage2/saved": stats.stage2_saved,
+            "response_length/mean": float(np.mean(ro.lengths)),
+            "response_length/clip_ratio": float(np.mean(ro.truncated)),
+        }
+        if not stats.keep.any():
+            log.info("batch %d: every group was all-correct or all-wrong; skipped (step stays %d)",
+                     batch_index, st.step)
+            return None
+
+        # advantages over merged groups; keep whole groups, ordered by prompt (mini-batches split
+        # between groups, never inside one)
+        adv = algo.group_advantages(group, rewards, a.use_std)
+        kept = [i for i in np.argsort(group, kind="stable") if stats.keep[group[i]]]
+        t0 = time.perf_counter()
+        upd = self.update(ro, adv, group, kept)
+        t_update = time.perf_counter() - t0
+        st.step += 1
+        return {**base, **upd, "lr": self.optimizer.param_groups[0]["lr"],
+                "samples/seen": st.samples_seen,
+                "time/gen1": t_gen1, "time/gen2": t_gen2, "time/reward": t_reward, "time/update": t_update,
+                "time/step": time.perf_counter() - t_step}
+
+    def _score(self, ro: Rollouts, golds: list[str]) -> np.ndarray:
+        texts = self.tok.batch_decode(ro.response_ids, skip_special_tokens=False)
+        return self.scorer.score(texts, [golds[j] for j in ro.prompt_index]).rewards.astype(np.float64)
+
+    # ------------------------------------------------------------------ update
+    def update(self, ro: Rollouts, adv: np.ndarray, group: np.ndarray, kept: list[int]) -> dict:
+        cfg, t = self.cfg, self.cfg.train
+        a = cfg.algorithm
+        # old log-probs (and the entropy we report) from the policy that sampled, before any step
+        old_lp, ref_lp, ent_tok, ent_seq = {}, {}, [], []
+        with torch.no_grad():
+            for micro in self._micro_batches(ro, kept):
+                lp, ent, mask = self._forward(self.model, ro, micro, with_entropy=True)
+                ent_tok.append(((ent * mask).sum().item(), mask.sum().item()))
+                ent_seq += ((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
+                for row, i in enumerate(micro):
+                    old_lp[i] = lp[row, : len(ro.response_ids[i])]
+                if self.ref_model is not None:
+                    rlp, _, _ = self._forward(self.ref_model, ro, micro, with_entropy=False)
+                    for row, i in enumerate(micro):
+                        ref_lp[i] = rlp[row, : len(ro.response_ids[i])]
+
+        if t.update_mode == "full_batch":
+            minibatches = [kept]
+        else:  # ppo_mini_batch_size prompts per optimiser step
+            groups = list(dict.fromkeys(group[i] for i in kept))
+            chunks = [set(groups[k : k + t.ppo_mini_batch_size]) for k in range(0, len(groups), t.ppo_mini_batch_size)]
+            minibatches = [[i for i in kept if group[i] in c] for c in chunks]
+
+        pg, clipped, tokens, kl, norms, skipped = [], 0.0, 0.0, 0.0, [], 0
+        for _ in range(t.ppo_epochs):
+            for mb in minibatches:
+                out = self._optimizer_step(ro, adv, mb, old_lp, ref_lp)
+                pg.append(out["pg"])
+                clipped += out["clipped"]
+                tokens += out["tokens"]
+                kl += out["kl"]
+                if math.isfinite(out["grad_norm"]):
+                    norms.append(out["grad_norm"])
+                else:
+                    skipped += 1
+        self.state.optim_total += len(pg) - skipped
+        rec = {
+            "entropy/token_mean": sum(s for s, _ in ent_tok) / max(sum(c for _, c in ent_tok), 1),
+            "entropy/seq_mean": float(np.mean(ent_seq)),
+            "loss/pg": float(np.mean(pg)),
+            "loss/clipfrac": clipped / max(tokens, 1),
+            "grad_norm": float(np.mean(norms)) if norms else float("nan"),
+            "optim/steps": len(pg) - skipped, "optim/skipped": skipped, "optim/total": self.state.optim_total,
+        }
+        if self.ref_model is not None:
+            rec["loss/kl"] = kl / max(tokens, 1)
+        return rec
+
+    def _optimizer_step(self, ro, adv, idx, old_lp, ref_lp) -> dict:
+        cfg, a = self.cfg, self.cfg.algorithm
+        lengths = np.array([len(ro.response_ids[i]) for i in idx])
+        weights = algo.token_weights(lengths, a.loss_agg_mode, cfg.rollout.max_response_length)
+        weight_of = dict(zip(idx, weights))
+        per_token = 1.0 / max(lengths.sum(), 1)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        pg = clipped = tokens = kl = 0.0
+        need_entropy = a.entropy_coeff > 0
+        for micro in self._micro_batches(ro, idx):
+            lp, ent, mask = self._forward(self.model, ro, micro, with_entropy=need_entropy)
+            width = lp.shape[1]
+            terms = algo.ppo_loss(
+                lp, _stack_rows([old_lp[i] for i in micro], width),
+                torch.tensor([adv[i] for i in micro], dtype=lp.dtype, device=lp.device), mask,
+                torch.tensor([weight_of[i] for i in micro], dtype=lp.dtype, device=lp.device),
+                a.clip_ratio_low, a.clip_ratio_high,
+                entropy=ent, entropy_coeff=a.entropy_coeff, entropy_weight=per_token,
+                ref_logprob=_stack_rows([ref_lp[i] for i in micro], width) if ref_lp else None,
+                kl_coef=a.kl_coef,
+            )
+            terms.loss.backward()
+            pg += terms.pg_sum.item()
+            clipped += terms.clipped_tokens.item()
+            tokens += terms.tokens.item()
+            kl += terms.kl_sum.item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip).item()
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        else:  # as the official code: a non-finite gradient skips the step instead of poisoning Adam
+            self.optimizer.zero_grad(set_to_none=True)
+        return {"pg": pg, "clipped": clipped, "tokens": tokens, "kl": kl, "grad_norm": grad_norm}
+
+    def _micro_batches(self, ro: Rollouts, idx: list[int]) -> list[list[int]]:
+        """Micro-batches whose padded size stays within the token budget, packed in length order
+        (less padding; the gradient sum does not depend on how samples are split)."""
+        budget = self.cfg.train.max_tokens_per_micro_batch
+        out, cur, widest = [], [], 0
+        for i in sorted(idx, key=lambda i: (len(ro.prompt_ids[i]) + len(ro.response_ids[i]), i)):
+            w = len(ro.prompt_ids[i]) + len(ro.response_ids[i])
+            if cur and max(widest, w) * (len(cur) + 1) > budget:
+                out.append(cur)
+                cur, widest = [], 0
+            cur.append(i)
+            widest = max(widest, w)
+        if cur:
+            out.append(cur)
+        return out
+
+    def _forward(self, model, ro: Rollouts, micro: list[int], with_entropy: bool):
+        """Log-probs (and entropy) of each response token under ``model``, right-padded so the
+        response of every row starts at column 0: returns [B, R] tensors plus the response mask."""
+        pad = self.tok.pad_token_id
+        seqs = [ro.prompt_ids[i] + ro.response_ids[i] for i in micro]
+        p_len = torch.tensor([len(ro.prompt_ids[i]) for i in micro], device=self.device)
+        r_len = torch.tensor([len(ro.response_ids[i]) for i in micro], device=self.device)
+        width, r_max = max(map(len, seqs)), int(r_len.max())
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
+        attn = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+        with self.autocast():
+            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
+        cols = torch.arange(r_max, device=self.device)
+        pos = (p_len[:, None] - 1 + cols[None, :]).clamp(max=width - 1)  # logits at t predict token t+1
+        logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1])).float()
+        logits = logits / self.cfg.rollout.temperature
+        targets = ids.gather(1, (pos + 1).clamp(max=width - 1))
+        logprob = logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+        mask = (cols[None, :] < r_len[:, None]).float()
+        entropy = entropy_from_logits(logits) if with_entropy else None
+        return logprob, entropy, mask
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> dict:
+        cfg, e = self.cfg, self.cfg.eval
+        seed_everything(cfg.seed, "validation", self.state.step)
+        t0 = time.perf_counter()
+        records, summary = run_validation(
+            self.engine, self.scorer, self.tok, self.val_problems, self.val_prompt_ids, e.n_val,
+            self._sampling(e.temperature, e.top_p), save_responses=e.save_responses, max_k=e.max_k,
+        )
+        summary = {"step": self.state.step, "n_val": e.n_val, "temperature": e.temperature, "top_p": e.top_p,
+                   "max_response_length": cfg.rollout.max_response_length, **summary,
+                   "time/eval": time.perf_counter() - t0}
+        self.runlog.log_eval(self.state.step, records, summary)
+        log.info("validation at step %d: avg@%d %.3f, pass@%d %.3f", self.state.step, e.n_val,
+                 summary[f"val/all/avg@{e.n_val}"], e.n_val, summary[f"val/all/pass@{e.n_val}"])
+        return summary
+
+    def cleanup(self) -> None:
+        if self.scorer is not None:
+            self.scorer.close()
+        if self.runlog is not None:
+            self.runlog.close()

@@ -1,0 +1,73 @@
+"""Entry point: ``python -m dars.run [experiment=NAME] [preset=NAME] [key=value ...]``.
+
+One call trains one run into its own deterministic directory; ``-m`` sweeps (e.g.
+``-m 'experiment=glob(*)'``) run each combination in turn, or on Slurm with a submitit launcher.
+Starting a run whose directory holds a checkpoint resumes it; a completed run just reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from dars.config import ConfigError, validate
+
+log = logging.getLogger("dars")
+
+
+def format_summary(summary: dict, n_val: int) -> str:
+    """Per-benchmark Avg@K / Pass@1 / Pass@K as a small text table."""
+    benches = list(dict.fromkeys(k.split("/")[1] for k in summary if k.startswith("val/")))
+    benches = [b for b in benches if b not in ("all", "macro")]
+    rows = [("benchmark", f"Avg@{n_val}", "Pass@1", f"Pass@{n_val}")]
+    for b in benches + ["all", "macro"]:
+        get = lambda key: summary.get(f"val/{b}/{key}")  # noqa: E731
+        if get(f"avg@{n_val}") is None:
+            continue
+        label = {"all": "overall (micro)", "macro": "overall (macro)"}.get(b, b)
+        rows.append((label, f"{100 * get(f'avg@{n_val}'):.1f}", f"{100 * get('pass@1'):.1f}",
+                     f"{100 * get(f'pass@{n_val}'):.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _remove_if_fresh(run_dir: Path) -> None:
+    """A run that failed its config check leaves nothing behind (Hydra made the folder already)."""
+    leftovers = {p.name for p in run_dir.iterdir()} if run_dir.exists() else set()
+    if leftovers <= {".hydra", "run.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        _remove_if_fresh(run_dir)
+        print(f"dars: config error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    from dars.backends import get_backend
+
+    log.info("run %s -> %s", cfg.run_name, run_dir)
+    summary = get_backend(cfg.backend.name).run(cfg, run_dir)
+    n_val = cfg.eval.n_val
+    if summary:
+        table = format_summary(summary, n_val)
+        print(f"\n{cfg.run_name} (step {summary['step']}, {n_val} samples per problem, T={cfg.eval.temperature})\n{table}\n")
+        (run_dir / "results.txt").write_text(table + "\n")
+        return summary.get("val/all/pass@1")
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Writing the run directory (docs/run-format.md) safely: appends that survive a kill, atomic
+rewrites, truncation on resume so a resumed run never duplicates a step, optional wandb mirror."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Complete records only: a torn last line (killed writer) is dropped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null so every reader can parse every line."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, wandb_cfg=None, run_name: str = "", config: dict | None = None):
+        self.dir = Path(run_dir)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.eval_dir = self.dir / "eval"
+        self.summary_path = self.eval_dir / "summary.jsonl"
+        self.status_path = self.dir / "status.json"
+        self.eval_dir.mkdir(parents=True, exist_ok=True)
+        self._wandb = None
+        if wandb_cfg is not None and wandb_cfg.enabled:
+            self._wandb = self._init_wandb(wandb_cfg, run_name, config)
+
+    # -- resume ---------------------------------------------------------------------------
+    def truncate_after(self, step: int) -> None:
+        """Forget everything logged after ``step`` (it will be recomputed identically)."""
+        kept = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        kept = [r for r in read_jsonl(self.summary_path) if r.get("step", 0) <= step]
+        atomic_write_text(self.summary_path, "".join(json.dumps(r) + "\n" for r in kept))
+        for f in self.eval_dir.glob("step_*.jsonl"):
+            if int(f.stem.split("_")[1]) > step:
+                f.unlink()
+
+    def eval_summaries(self) -> list[dict]:
+        return read_jsonl(self.summary_path)
+
+    # -- writing --------------------------------------------------------------------------
+    def log_step(self, record: dict) -> None:
+        record = {k: _clean(v) for k, v in record.items()}
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self._wandb is not None:
+            self._wandb.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=record["step"])
+
+    def log_eval(self, step: int, problems: Iterable[dict], summary: dict) -> None:
+        lines = "".join(json.dumps(p) + "\n" for p in problems)
+        atomic_write_text(self.eval_dir / f"step_{step}.jsonl", lines)
+        summary = {k: _clean(v) for k, v in summary.items()}
+        with open(self.summary_path, "a") as f:
+            f.write(json.dumps(summary) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in summary.items() if k.startswith("val/")}, step=step)
+
+    def set_status(self, state: str, **fields) -> None:
+        status = self.status()
+        status.update(fields, state=state, updated=dt.datetime.now().isoformat(timespec="seconds"))
+        atomic_write_text(self.status_path, json.dumps(status, indent=1) + "\n")
+
+    def status(self) -> dict:
+        if self.status_path.exists():
+            try:
+                return json.loads(self.status_path.read_text())
+            except json.JSONDecodeError:
+                return {}
+        return {}
+
+    def close(self) -> None:
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+    # -- wandb ----------------------------------------------------------------------------
+    def _init_wandb(self, wcfg, run_name: str, config: dict | None):
+        import wandb
+
+        # A cluster job has no key and often no network: default to offline rather than failing.
+        mode = wcfg.mode or os.environ.get("WANDB_MODE")
+        if mode is None and not os.environ.get("WANDB_API_KEY"):
+            mode = "offline"
+            log.info("wandb: no WANDB_API_KEY, logging offline (sync later with `wandb sync`)")
+        id_file = self.dir / "wandb_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        id_file.write_text(run_id)
+        return wandb.init(
+            project=wcfg.project, entity=wcfg.entity, name=run_name, id=run_id, resume="allow",
+            dir=str(self.dir), mode=mode, config=config,
+        )
