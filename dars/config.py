@@ -43,7 +43,9 @@ def _need(cond: bool, message: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first impossible setting found."""
     try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        # (the hydra node is skipped: it is only present when composed with return_hydra_config)
+        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                               resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:
         key = getattr(e, "full_key", None) or str(e)
         hint = " Pass model.path=/path/to/a/local/checkpoint." if "model.path" in str(key) else ""

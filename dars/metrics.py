@@ -10,8 +10,12 @@ A benchmark's Pass@k is the mean over its problems.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported lazily: analysis/ uses pass@k without paying for torch
+    import torch
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -63,21 +67,23 @@ def pass_at_k_curve_ks(n: int) -> list[int]:
     return ks
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+def entropy_from_logits(logits: "torch.Tensor") -> "torch.Tensor":
     """Shannon entropy (nats) of softmax(logits) over the last axis, computed stably as
     logsumexp(z) - sum softmax(z) * z."""
+    import torch
+
     logits = logits.float()
     probs = torch.softmax(logits, dim=-1)
     return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(dim=-1)
 
 
-def masked_token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_token_mean(values: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
     """Mean over every unmasked token of the batch (long responses weigh more)."""
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def masked_seq_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_seq_mean(values: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
     """Mean over sequences of each sequence's token mean (every response weighs the same)."""
     mask = mask.to(values.dtype)
     per_seq = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)

@@ -60,6 +60,28 @@ def _stack_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:
     return torch.stack([torch.nn.functional.pad(r, (0, width - r.shape[0])) for r in rows])
 
 
+def response_logprobs(model, prompts, responses, pad_id, device, autocast_ctx, temperature=1.0,
+                      with_entropy=False):
+    """Log-probs (and entropy) of each response token under ``model``. Rows are right-padded so
+    every response starts at column 0: returns [B, R] log-probs, [B, R] entropy (or None) and the
+    [B, R] response mask. Logits are divided by the sampling temperature, as the sampler saw them."""
+    seqs = [p + r for p, r in zip(prompts, responses)]
+    p_len = torch.tensor([len(p) for p in prompts], device=device)
+    r_len = torch.tensor([len(r) for r in responses], device=device)
+    width, r_max = max(map(len, seqs)), int(r_len.max())
+    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=device)
+    attn = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+    with autocast_ctx():
+        logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
+    cols = torch.arange(r_max, device=device)
+    pos = (p_len[:, None] - 1 + cols[None, :]).clamp(max=width - 1)  # logits at t predict token t+1
+    logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1])).float() / temperature
+    targets = ids.gather(1, (pos + 1).clamp(max=width - 1))
+    logprob = logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+    mask = (cols[None, :] < r_len[:, None]).float()
+    return logprob, (entropy_from_logits(logits) if with_entropy else None), mask
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     trainer = EmbeddedTrainer(cfg, Path(run_dir))
     try:
@@ -372,26 +394,10 @@ class EmbeddedTrainer:
         return out
 
     def _forward(self, model, ro: Rollouts, micro: list[int], with_entropy: bool):
-        """Log-probs (and entropy) of each response token under ``model``, right-padded so the
-        response of every row starts at column 0: returns [B, R] tensors plus the response mask."""
-        pad = self.tok.pad_token_id
-        seqs = [ro.prompt_ids[i] + ro.response_ids[i] for i in micro]
-        p_len = torch.tensor([len(ro.prompt_ids[i]) for i in micro], device=self.device)
-        r_len = torch.tensor([len(ro.response_ids[i]) for i in micro], device=self.device)
-        width, r_max = max(map(len, seqs)), int(r_len.max())
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
-        attn = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
-        with self.autocast():
-            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
-        cols = torch.arange(r_max, device=self.device)
-        pos = (p_len[:, None] - 1 + cols[None, :]).clamp(max=width - 1)  # logits at t predict token t+1
-        logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1])).float()
-        logits = logits / self.cfg.rollout.temperature
-        targets = ids.gather(1, (pos + 1).clamp(max=width - 1))
-        logprob = logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
-        mask = (cols[None, :] < r_len[:, None]).float()
-        entropy = entropy_from_logits(logits) if with_entropy else None
-        return logprob, entropy, mask
+        return response_logprobs(
+            model, [ro.prompt_ids[i] for i in micro], [ro.response_ids[i] for i in micro],
+            self.tok.pad_token_id, self.device, self.autocast, self.cfg.rollout.temperature, with_entropy,
+        )
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict:

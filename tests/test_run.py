@@ -1,0 +1,118 @@
+"""End-to-end runs of the real CLI on the tiny preset (real model, real math-verify, real Hydra)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FAST, ROOT, run_dars
+
+CONTRACT_KEYS = {
+    "step", "epoch", "prompts", "rollouts/stage1", "rollouts/stage2", "rollouts/per_prompt", "tokens/generated",
+    "acc/stage1", "groups/solve_none", "groups/solve_all", "groups/solve_partial", "groups/kept", "stage2/saved",
+    "entropy/token_mean", "entropy/seq_mean", "loss/pg", "loss/clipfrac", "grad_norm", "lr",
+    "response_length/mean", "time/gen1", "time/gen2", "time/reward", "time/update", "time/step",
+    "optim/steps", "optim/total",
+}
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, cache_dir):
+    """Two steps of each of the seven paper experiments, as one Hydra multirun."""
+    out = tmp_path_factory.mktemp("sweep")
+    proc = run_dars(["-m", "experiment=glob(*)", "train.total_steps=2", *FAST], out, cache_dir)
+    return out / "sweeps" / "tiny", proc
+
+
+def test_glob_runs_all_seven_into_named_dirs(sweep):
+    root, proc = sweep
+    names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert [n.split("-s0")[0] for n in names] == sorted(
+        ["baseline", "breadth_naive", "dars_et", "dars_et_breadth", "dars_hw", "dars_hw_breadth", "depth_naive"])
+    assert "Pass@4" in proc.stdout  # the per-benchmark result table is printed
+
+
+def test_every_run_follows_the_contract(sweep):
+    root, _ = sweep
+    for run in root.iterdir():
+        if not run.is_dir():
+            continue
+        assert (run / ".hydra/config.yaml").exists()
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "completed" and status["step"] == 2
+        rows = read_jsonl(run / "metrics.jsonl")
+        assert [r["step"] for r in rows] == [1, 2]
+        for r in rows:
+            assert CONTRACT_KEYS <= set(r), CONTRACT_KEYS - set(r)
+            assert r["rollouts/per_prompt"] == pytest.approx((r["rollouts/stage1"] + r["rollouts/stage2"]) / r["prompts"])
+            assert r["groups/solve_none"] + r["groups/solve_all"] + r["groups/solve_partial"] == r["prompts"]
+        summary = read_jsonl(run / "eval/summary.jsonl")
+        assert summary[-1]["step"] == 2
+        problems = read_jsonl(run / "eval/step_2.jsonl")
+        assert len(problems) == 5 * 4 and all(len(p["scores"]) == 4 for p in problems)
+        mean = sum(sum(p["scores"]) for p in problems) / (4 * len(problems))
+        assert summary[-1]["val/all/avg@4"] == pytest.approx(mean)
+        assert {p["data_source"] for p in problems} == {"add1", "add21", "add2", "sub2", "mul"}
+
+
+def test_dars_adds_rollouts_and_breadth_takes_fewer_optimiser_steps(sweep):
+    root, _ = sweep
+    runs = {p.name.split("-s0")[0]: read_jsonl(p / "metrics.jsonl") for p in root.iterdir() if p.is_dir()}
+    for name in ("baseline", "depth_naive", "breadth_naive"):
+        assert all(r["rollouts/stage2"] == 0 for r in runs[name]), name
+    for name in ("dars_et", "dars_hw", "dars_et_breadth", "dars_hw_breadth"):
+        for r in runs[name]:
+            hard = r["groups/solve_none"] > 0 or r["acc/stage1"] < 0.5
+            if hard:
+                assert r["rollouts/stage2"] > 0, (name, r)
+    # HW spends more extra rollouts than ET on the same prompts (same seed, same first batch)
+    assert runs["dars_hw_breadth"][0]["rollouts/stage2"] > runs["dars_et_breadth"][0]["rollouts/stage2"]
+    assert runs["depth_naive"][0]["rollouts/stage1"] == 4 * runs["baseline"][0]["rollouts/stage1"]
+    # optimiser steps per epoch: baseline 2 per step x 20 steps/epoch; breadth 2 per step x 2 steps/epoch
+    per_epoch = lambda rows: rows[0]["optim/steps"] * 160 // rows[0]["prompts"]  # noqa: E731
+    assert per_epoch(runs["baseline"]) >= 8 * per_epoch(runs["dars_hw_breadth"])
+
+
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path, cache_dir):
+    args = ["experiment=dars_hw", "train.total_steps=5", "train.save_freq=1", "train.test_freq=2", *FAST]
+    ref = tmp_path / "ref"
+    run_dars(args, ref, cache_dir)
+    ref_run = next((ref / "runs/tiny").iterdir())
+
+    out = tmp_path / "killed"
+    env = dict(os.environ, DARS_OUTPUT_DIR=str(out), DARS_CACHE_DIR=str(cache_dir))
+    proc = subprocess.Popen([sys.executable, "-m", "dars.run", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = out / "runs/tiny" / ref_run.name
+    deadline = time.time() + 600
+    while time.time() < deadline:  # kill once step 3 is checkpointed and step 4 may be half-logged
+        latest = run_dir / "checkpoints/latest"
+        if latest.exists() and latest.read_text().strip() == "step_3":
+            break
+        if proc.poll() is not None:
+            pytest.fail("the run finished before it could be killed")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "running"
+
+    resumed = run_dars(args, out, cache_dir)
+    assert "resumed from" in resumed.stdout
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]  # noqa: E731
+    got, want = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(ref_run / "metrics.jsonl")
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5]
+    assert strip(got) == strip(want)
+    assert strip(read_jsonl(run_dir / "eval/summary.jsonl")) == strip(read_jsonl(ref_run / "eval/summary.jsonl"))
+    assert (run_dir / "eval/step_4.jsonl").read_text() == (ref_run / "eval/step_4.jsonl").read_text()
+
+    again = run_dars(args, out, cache_dir)  # a completed run only reports
+    assert "already completed" in again.stdout
+    assert len(read_jsonl(run_dir / "metrics.jsonl")) == 5
