@@ -1,0 +1,29 @@
+"""Analysis of ``dars`` runs: everything computed from run directories on disk.
+
+The only input is the run-directory contract (``docs/run-format.md``), plus two foreign formats
+read for interoperability: the seed code's ``val_generations/<step>.json`` dumps and verl's
+``trainer.validation_data_dir`` JSONL dumps. See ``docs/analysis.md``.
+
+Entry points::
+
+    python -m analysis.regenerate <sweep-or-run-dir> [...] --out <dir>   # everything
+    python -m analysis.tables     <dirs> --out <dir>                     # tables only
+    python -m analysis.figures    [<dirs>] --out <dir>                   # figures only
+    python -m analysis.seed_compat <val_generations/<step>.json>         # seed's analysis_results.py
+    python -m analysis.runs       <dirs>                                 # list what was found
+
+Modules: :mod:`analysis.metrics` (pure numeric functions), :mod:`analysis.readers` (file
+formats), :mod:`analysis.runs` (discovery), :mod:`analysis.core` (the computed results),
+:mod:`analysis.tables`, :mod:`analysis.figures`, :mod:`analysis.analytic`, :mod:`analysis.style`,
+:mod:`analysis.seed_compat`, :mod:`analysis.synthetic` (fixture/benchmark run generator).
+"""
+
+from analysis.metrics import (  # noqa: F401
+    avg_per_problem,
+    bootstrap_ci,
+    maj_at_k,
+    pass_at_k_matrix,
+    summarize,
+)
+
+__all__ = ["avg_per_problem", "bootstrap_ci", "maj_at_k", "pass_at_k_matrix", "summarize"]

@@ -1,0 +1,430 @@
+"""Figures (PNG + PDF, paper sizes, fixed colours per experiment).
+
+1. ``fig1_entropy``: token entropy vs training step (token-mean; sequence-mean second panel).
+2. ``fig2_rollouts``: rollouts per prompt (stage 1, stage 2, total) and stage-2 rollouts per step.
+3. ``fig3_pass1_passk``: Pass@1 vs Pass@K over checkpoints, arrows in time order.
+4. ``fig4_passk_curves``: Pass@k for k = 1..K (log2 axis) at the judged checkpoint, per
+   benchmark and overall, with bootstrap CI bands.
+5. ``fig5_advantage``: analytic cumulative advantage vs accuracy, GRPO and the ET/HW targets.
+6. ``fig6_expected_rollouts``: analytic expected rollouts per prompt vs true solve rate.
+7. ``fig7_train_accuracy``: stage-1 training accuracy and group outcome fractions vs step.
+
+Every line carries its label (``Line2D.get_label()``) so the plotted data can be read back.
+``python -m analysis.figures [dirs] --out <dir>`` writes them under ``<dir>/figures``; with no
+directories only the analytic figures 5 and 6 are drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import style  # noqa: F401  (selects the Agg backend before pyplot)
+from analysis.analytic import achieved_mass, advantage_mass, expected_rollouts, target
+from analysis.core import Analysis
+from analysis.names import ALL, benchmark_display
+from analysis.style import DOUBLE_COL, PALETTE, SINGLE_COL, label_styles, paper_style
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+X_AXES = {
+    "step": ("step", "Training step"),
+    "prompts": ("x/prompts", "Prompts seen"),
+    "rollouts": ("x/rollouts", "Rollouts generated"),
+    "tokens": ("x/tokens", "Generated tokens"),
+}
+
+FIGURES = {
+    1: "fig1_entropy",
+    2: "fig2_rollouts",
+    3: "fig3_pass1_passk",
+    4: "fig4_passk_curves",
+    5: "fig5_advantage",
+    6: "fig6_expected_rollouts",
+    7: "fig7_train_accuracy",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over ``window`` points (1 = unchanged); NaNs are skipped."""
+    y = np.asarray(y, dtype=np.float64)
+    if window <= 1 or y.size == 0:
+        return y
+    return pd.Series(y).rolling(window, min_periods=1).mean().to_numpy()
+
+
+def training_series(
+    training: pd.DataFrame, label: str, column: str, x: str = "step", window: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(x, y, y_min, y_max) of one label: mean over its runs per step (band = min/max over runs,
+    None for a single run), then smoothed. Exactly what the training figures plot."""
+    xcol = X_AXES[x][0]
+    d = training[training["label"] == label]
+    if d.empty or column not in d:
+        return np.array([]), np.array([]), None, None
+    d = d[["run", "step", xcol, column]].copy() if xcol != "step" else d[["run", "step", column]].copy()
+    d[column] = pd.to_numeric(d[column], errors="coerce")
+    g = d.groupby("step")
+    y = g[column].mean()
+    xs = g[xcol].mean() if xcol != "step" else pd.Series(y.index.to_numpy(), index=y.index)
+    keep = y.notna().to_numpy()
+    band = None, None
+    if d["run"].nunique() > 1:
+        band = (smooth(g[column].min().to_numpy()[keep], window),
+                smooth(g[column].max().to_numpy()[keep], window))
+    return xs.to_numpy()[keep].astype(float), smooth(y.to_numpy()[keep], window), band[0], band[1]
+
+
+def _labels_with(a: Analysis, column: str) -> list[str]:
+    if a.training.empty or column not in a.training:
+        return []
+    have = a.training.dropna(subset=[column])["label"].unique()
+    return [lab for lab in a.label_order if lab in set(have)]
+
+
+def _legend(fig, axes, ncol_max: int = 4) -> None:
+    handles, labels = [], []
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels and not lab.startswith("_"):
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside upper center", ncol=min(len(labels), ncol_max),
+                   frameon=False)
+
+
+def _plot_training_panels(a: Analysis, panels, x: str, window: int, ncols: int, height: float,
+                          y_from_zero: bool = False):
+    styles = label_styles(a.label_order, a.label_experiment)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(DOUBLE_COL, height * nrows), squeeze=False,
+                             layout="constrained", sharex=True)
+    for ax, (col, ylabel, title) in zip(axes.flat, panels):
+        for lab in _labels_with(a, col):
+            xs, ys, lo, hi = training_series(a.training, lab, col, x, window)
+            if xs.size == 0:
+                continue
+            ax.plot(xs, ys, label=lab, **styles[lab])
+            if lo is not None:
+                ax.fill_between(xs, lo, hi, color=styles[lab]["color"], alpha=0.15, lw=0,
+                                label="_band")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        if y_from_zero:  # counts: start at 0, with room for a line lying on 0
+            top = ax.get_ylim()[1]
+            ax.set_ylim(-0.03 * top, top)
+    for ax in axes[-1]:
+        ax.set_xlabel(X_AXES[x][1])
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    _legend(fig, axes)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# figures from runs
+# --------------------------------------------------------------------------------------------
+
+
+def fig1_entropy(a: Analysis, x: str = "step", window: int = 1):
+    """Token-level policy entropy (nats): token-mean and sequence-mean panels."""
+    panels = [
+        ("entropy/token_mean", "Entropy (nats)", "(a) token-mean entropy"),
+        ("entropy/seq_mean", "Entropy (nats)", "(b) sequence-mean entropy"),
+    ]
+    return _plot_training_panels(a, panels, x, window, ncols=2, height=2.4)
+
+
+def fig2_rollouts(a: Analysis, x: str = "step", window: int = 1):
+    """Rollouts per prompt (stage 1, stage 2, total) and stage-2 rollouts per step."""
+    panels = [
+        ("rollouts/stage1_per_prompt", "Rollouts / prompt", "(a) stage 1 per prompt"),
+        ("rollouts/stage2_per_prompt", "Rollouts / prompt", "(b) stage 2 per prompt"),
+        ("rollouts/per_prompt", "Rollouts / prompt", "(c) total per prompt"),
+        ("rollouts/stage2", "Rollouts", "(d) stage-2 rollouts per step"),
+    ]
+    return _plot_training_panels(a, panels, x, window, ncols=2, height=2.1, y_from_zero=True)
+
+
+def fig7_train_accuracy(a: Analysis, x: str = "step", window: int = 1):
+    """Stage-1 training accuracy (before any filter) and the fraction of prompts whose merged
+    group solves none / some / all."""
+    panels = [
+        ("acc/stage1", "Accuracy", "(a) training accuracy (stage 1)"),
+        ("groups/frac_solve_none", "Fraction of prompts", "(b) solve none"),
+        ("groups/frac_solve_partial", "Fraction of prompts", "(c) solve some"),
+        ("groups/frac_solve_all", "Fraction of prompts", "(d) solve all"),
+    ]
+    return _plot_training_panels(a, panels, x, window, ncols=2, height=2.1)
+
+
+def trajectory_points(a: Analysis, label: str) -> pd.DataFrame:
+    """step, pass1, passK of one label over its checkpoints (mean over pooled runs, at steps
+    every run of the label has). Exactly what figure 3 plots."""
+    t = a.trajectory
+    t = t[(t["label"] == label) & (t["benchmark"] == ALL) & (t["metric"] == "pass")]
+    if t.empty:
+        return pd.DataFrame(columns=["step", "pass1", "passK"])
+    n_runs = t["run"].nunique()
+    p1 = t[t["k"] == 1].groupby("step")["value"].agg(["mean", "count"])
+    pk = t[t["k"] == a.K].groupby("step")["value"].agg(["mean", "count"])
+    df = pd.DataFrame({"pass1": p1["mean"], "passK": pk["mean"], "n1": p1["count"], "nk": pk["count"]})
+    df = df[(df["n1"] == n_runs) & (df["nk"] == n_runs)].dropna(subset=["pass1", "passK"])
+    return df.reset_index()[["step", "pass1", "passK"]]
+
+
+def fig3_pass1_passk(a: Analysis):
+    """Pass@1 (x) against Pass@K (y) over checkpoints, one line per label, arrows in time order
+    (the paper's first figure). The hollow marker is the first checkpoint."""
+    styles = label_styles(a.label_order, a.label_experiment)
+    fig, ax = plt.subplots(figsize=(SINGLE_COL, 3.0), layout="constrained")
+    for lab in a.label_order:
+        pts = trajectory_points(a, lab)
+        if pts.empty:
+            continue
+        st = styles[lab]
+        x, y = pts["pass1"].to_numpy(), pts["passK"].to_numpy()
+        ax.plot(x, y, marker="o", label=lab, **st)
+        ax.plot(x[:1], y[:1], marker="o", ls="none", mfc="white", mec=st["color"], ms=5,
+                label="_start")
+        for i in range(len(x) - 1):
+            ax.annotate("", xy=(x[i + 1], y[i + 1]), xytext=(x[i], y[i]),
+                        arrowprops={"arrowstyle": "-|>", "color": st["color"], "lw": 0,
+                                    "shrinkA": 0, "shrinkB": 2, "mutation_scale": 7})
+    ax.set_xlabel("Pass@1")
+    ax.set_ylabel(f"Pass@{a.K}")
+    ax.set_title(f"Pass@1 vs Pass@{a.K} over training")
+    _legend(fig, ax, ncol_max=3)
+    return fig
+
+
+def passk_curve(a: Analysis, label: str, benchmark: str) -> pd.DataFrame:
+    """k, value, lo, hi of Pass@k (k = 1..K) at the judged checkpoint. What figure 4 plots."""
+    r = a.results
+    r = r[(r["label"] == label) & (r["benchmark"] == benchmark) & (r["metric"] == "pass")]
+    return r.sort_values("k")[["k", "value", "lo", "hi"]].reset_index(drop=True)
+
+
+def fig4_passk_curves(a: Analysis, benchmarks: list[str] | None = None):
+    """Pass@k curves (k = 1..K, log2 axis) per benchmark and overall, with CI bands."""
+    styles = label_styles(a.label_order, a.label_experiment)
+    benches = (benchmarks or a.benchmarks) + [ALL]
+    ncols = 3 if len(benches) > 2 else len(benches)
+    nrows = math.ceil(len(benches) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(DOUBLE_COL, 2.0 * nrows + 0.3), squeeze=False,
+                             layout="constrained")
+    for ax, b in zip(axes.flat, benches):
+        for lab in a.label_order:
+            c = passk_curve(a, lab, b)
+            c = c[c["value"].notna()]
+            if c.empty:
+                continue
+            ax.plot(c["k"], c["value"], label=lab, **styles[lab])
+            if c["lo"].notna().any():
+                ax.fill_between(c["k"], c["lo"], c["hi"], color=styles[lab]["color"], alpha=0.15,
+                                lw=0, label="_band")
+        ax.set_xscale("log", base=2)
+        ax.set_title(benchmark_display(b) if b != ALL else "Overall (micro)")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Pass@k")
+    for ax in axes[-1]:
+        ax.set_xlabel("k")
+    for ax in list(axes.flat)[len(benches):]:
+        ax.set_visible(False)
+    _legend(fig, axes)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# analytic figures
+# --------------------------------------------------------------------------------------------
+
+
+def fig5_advantage(n: int = 8, et_max: int = 32, hw_max: int = 64):
+    """Cumulative advantage n*S(p) of GRPO (without and with std) and the DARS targets; dots:
+    what the integer schedules deliver at p_hat = c/n (ET capped at n_max)."""
+    p = np.linspace(0.0, 1.0, 401)
+    fig, axes = plt.subplots(1, 2, figsize=(DOUBLE_COL, 2.5), layout="constrained")
+    for ax, use_std, title in ((axes[0], False, "(a) GRPO without std (DARS default)"),
+                               (axes[1], True, "(b) GRPO with std")):
+        formula = r"$n\cdot2\sqrt{p(1-p)}$" if use_std else r"$n\cdot2p(1-p)$"
+        ax.plot(p, advantage_mass(p, n, use_std), color="black", label=f"GRPO {formula}")
+        ax.plot(p, target(p, n, "et", use_std), color=PALETTE["dars_et"], ls="--",
+                label="ET target (peak)")
+        ax.plot(p, target(p, n, "hw", use_std), color=PALETTE["dars_hw"], ls="--",
+                label=r"HW target $2(1-p)\cdot$peak")
+        for kind, nm in (("et", et_max), ("hw", hw_max)):
+            pp, mass = achieved_mass(n, nm, kind, use_std)
+            ax.plot(pp, mass, ls="none", marker="o", color=PALETTE[f"dars_{kind}"],
+                    label=f"{kind.upper()} delivered ($n_{{max}}$={nm})")
+        ax.set_xlabel("Accuracy $p$")
+        ax.set_ylabel("Cumulative advantage")
+        ax.set_title(title + f", n={n}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 2.25 * float(advantage_mass(np.float64(0.5), n, use_std)))
+        ax.legend(loc="upper right", frameon=False, fontsize=6.5)
+    return fig
+
+
+def fig6_expected_rollouts(n: int = 8, et_max: int = 32, hw_max: int = 64, tables: bool = True):
+    """Expected total rollouts per prompt vs true solve rate q (binomial over the stage-1 count)."""
+    q = np.linspace(0.0, 1.0, 201)
+    fig, ax = plt.subplots(figsize=(SINGLE_COL, 2.6), layout="constrained")
+    ax.plot(q, expected_rollouts(q, n, et_max, "et"), color=PALETTE["dars_et"],
+            label=f"ET ($n_{{max}}$={et_max})")
+    ax.plot(q, expected_rollouts(q, n, hw_max, "hw"), color=PALETTE["dars_hw"],
+            label=f"HW ($n_{{max}}$={hw_max})")
+    if tables:
+        ax.plot(q, expected_rollouts(q, n, max(et_max, 32), "et_table"), color=PALETTE["dars_et"],
+                ls=":", lw=1.0, label="ET table (pre-Aug 2025)")
+        ax.plot(q, expected_rollouts(q, n, max(hw_max, 48), "hw_table"), color=PALETTE["dars_hw"],
+                ls=":", lw=1.0, label="HW table (pre-Aug 2025)")
+    ax.plot(q, np.full_like(q, n), color=PALETTE["baseline"], ls="--", lw=1.0,
+            label=f"GRPO (n={n})")
+    ax.set_xlabel("True solve rate $q$")
+    ax.set_ylabel("Expected rollouts / prompt")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, None)
+    ax.set_title(f"Expected rollouts per prompt, n={n}")
+    ax.legend(frameon=False)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+
+def save(fig, out: Path, name: str, formats=("png", "pdf"), dpi: int = 200) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        p = out / f"{name}.{fmt}"
+        fig.savefig(p, dpi=dpi)
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def write_figures(
+    a: Analysis | None,
+    out: Path,
+    only: list[int] | None = None,
+    formats=("png", "pdf"),
+    x: str = "step",
+    window: int = 1,
+    dpi: int = 200,
+) -> tuple[dict[int, list[Path]], list[str]]:
+    """Draw the figures into ``out``; returns ({number: paths}, notes on figures not drawn)."""
+    only = sorted(set(only or FIGURES))
+    written: dict[int, list[Path]] = {}
+    notes: list[str] = []
+    has_train = a is not None and not a.training.empty
+    with paper_style():
+        for num in only:
+            name = FIGURES[num]
+            if num in (1, 2, 7):
+                if not has_train:
+                    notes.append(f"figure {num} ({name}) not drawn: no training metrics")
+                    continue
+                fn = {1: fig1_entropy, 2: fig2_rollouts, 7: fig7_train_accuracy}[num]
+                fig = fn(a, x=x, window=window)
+            elif num in (3, 4):
+                if a is None or not a.has_eval:
+                    notes.append(f"figure {num} ({name}) not drawn: no evaluations")
+                    continue
+                fig = fig3_pass1_passk(a) if num == 3 else fig4_passk_curves(a)
+            elif num == 5:
+                fig = fig5_advantage()
+            else:
+                fig = fig6_expected_rollouts()
+            written[num] = save(fig, out, name, formats, dpi)
+    return written, notes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analysis.cli import add_analysis_args
+
+    ap = argparse.ArgumentParser(
+        prog="python -m analysis.figures",
+        description="Draw the figures (PNG and PDF) for every run below the given directories. "
+        "Without directories only the analytic figures 5 and 6 are drawn.",
+    )
+    ap.add_argument("dirs", nargs="*", help="sweep, run or validation-dump directories (optional)")
+    ap.add_argument("--out", required=True, help="output directory (figures go to <out>/figures)")
+    add_figure_args(ap)
+    add_analysis_args(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from analysis.cli import options_from_args
+    from analysis.core import analyse
+
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    a = analyse(args.dirs, options_from_args(args)) if args.dirs else None
+    written, notes = write_figures(a, Path(args.out) / "figures", args.only, args.formats,
+                                   args.x_axis, args.smooth, args.dpi)
+    for num, paths in written.items():
+        print(f"figure {num}: " + ", ".join(map(str, paths)))
+    for n in notes:
+        print("note:", n)
+    if a is not None:
+        for path, why in a.skipped:
+            print(f"skipped {path}: {why}")
+    if args.dirs and a is not None and not a.runs:
+        return 1
+    return 0 if written else 1
+
+
+def _only(text: str) -> list[int]:
+    try:
+        nums = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("comma-separated figure numbers, e.g. 1,3,5")
+    bad = [n for n in nums if n not in FIGURES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown figure(s) {bad}; 1..{len(FIGURES)}")
+    return nums
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    fm = tuple(t.strip().lower() for t in text.split(",") if t.strip())
+    bad = [f for f in fm if f not in ("png", "pdf", "svg")]
+    if bad or not fm:
+        raise argparse.ArgumentTypeError("formats among png, pdf, svg")
+    return fm
+
+
+def add_figure_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("figures")
+    g.add_argument("--only", type=_only, default=None, metavar="N,N",
+                   help="draw only these figures (1-7; default all): " + ", ".join(
+                       f"{k}={v}" for k, v in FIGURES.items()))
+    g.add_argument("--formats", type=_formats, default=("png", "pdf"), metavar="png,pdf",
+                   help="file formats (png, pdf, svg; default png,pdf)")
+    g.add_argument("--x-axis", choices=list(X_AXES), default="step",
+                   help="x axis of the training figures 1, 2, 7: training step (default), "
+                   "prompts seen, rollouts generated or generated tokens")
+    g.add_argument("--smooth", type=int, default=1, metavar="W",
+                   help="trailing moving average over W steps for the training figures "
+                   "(default 1 = raw)")
+    g.add_argument("--dpi", type=int, default=200, help="PNG resolution (default 200)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""One command: every table and figure from run directories, plus an ``index.md``.
+
+    python -m analysis.regenerate <sweep-or-run-dir> [...more dirs] --out <dir>
+
+Finds every run below the given directories (Hydra multirun layout, single runs, runs copied
+back from a cluster, folders of seed/verl validation dumps), writes ``<out>/tables/*``,
+``<out>/figures/*`` and ``<out>/index.md`` (which embeds them), prints the main table and what
+was skipped and why. Exit status 1 only when nothing could be analysed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from analysis.cli import add_analysis_args, options_from_args, print_report
+from analysis.core import Analysis, analyse
+from analysis.figures import FIGURES, add_figure_args, write_figures
+from analysis.tables import write_tables
+
+FIGURE_CAPTIONS = {
+    1: "Token-level policy entropy (nats) of the update batch vs training: (a) mean over all "
+       "response tokens (`entropy/token_mean`), (b) mean of per-sequence means "
+       "(`entropy/seq_mean`). Pooled runs: mean line, min-max band.",
+    2: "Rollouts per prompt vs training: (a) stage 1, (b) stage 2 (extra DARS rollouts), "
+       "(c) total, and (d) stage-2 rollouts per training step.",
+    3: "Pass@1 vs Pass@K (overall, micro) over validation checkpoints; arrows follow time, the "
+       "hollow marker is the first checkpoint (the paper's first figure).",
+    4: "Unbiased Pass@k for k = 1..K (log2 axis) at the judged checkpoint, per benchmark and "
+       "overall (micro), with bootstrap CI bands over problems.",
+    5: "Analytic: cumulative advantage n*S(p) of a group of n=8 rollouts, GRPO without std "
+       "(2p(1-p)) and with std (2*sqrt(p(1-p))), the ET target (flat at the peak) and the HW "
+       "target (2(1-p)*peak) for p < 0.5; dots: what the integer schedule delivers at p_hat=c/8.",
+    6: "Analytic: expected total rollouts per prompt vs the prompt's true solve rate q for n=8: "
+       "ET (n_max 32), HW (n_max 64), the pre-August-2025 lookup tables, and plain GRPO.",
+    7: "Training accuracy of the stage-1 rollouts (before any filter) and the fraction of "
+       "prompts whose merged group solves none / some / all of its rollouts.",
+}
+
+
+def _runs_section(a: Analysis) -> list[str]:
+    lines = ["| Label | Run | Experiment | Seed | State | Train steps | Evaluations | Judged at |",
+             "|---|---|---|---:|---|---:|---:|---|"]
+    for r in a.runs:
+        lab = a.run_label.get(str(r.path), r.name)
+        tr = r.training() if r.kind == "native" else None
+        steps = int(tr["step"].max()) if tr is not None and len(tr) else "–"
+        ck = a.checkpoints[a.checkpoints["run"] == str(r.path)]
+        judged = f"{int(ck['step'].iloc[0])} ({ck['how'].iloc[0]})" if len(ck) else "–"
+        lines.append(
+            f"| {lab} | `{r.path}` | {r.experiment} | {r.seed if r.seed is not None else '–'} | "
+            f"{r.state if r.kind == 'native' else r.kind + ' dump'} | {steps} | "
+            f"{len(r.eval_steps)} | {judged} |"
+        )
+    return lines
+
+
+def write_index(
+    a: Analysis | None,
+    out: Path,
+    tables: dict[str, Path],
+    figures: dict[int, list[Path]],
+    fig_notes: list[str],
+    argv: list[str],
+    report: str,
+) -> Path:
+    out = Path(out)
+    L = ["# DARS analysis", ""]
+    L.append(f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by "
+             f"`python -m analysis.regenerate {' '.join(shlex.quote(x) for x in argv)}`.")
+    L.append("")
+    if a is not None:
+        o = a.options
+        L.append(f"K = {a.K}; checkpoint = `{o.checkpoint}`; bootstrap B = {o.n_boot}, seed = "
+                 f"{o.seed}, level = {o.level:g}; excluded data sources: "
+                 f"{', '.join(o.exclude_sources) or 'none'}.")
+        L.append("")
+        L += ["## Runs", ""] + _runs_section(a) + [""]
+    titles = {
+        "main": "Main table (Avg@K per benchmark, overall Avg@K and Pass@K, %)",
+        "main_ci": "Main table with confidence intervals",
+        "pass1": "Pass@1 per benchmark",
+        "passk": "Pass@K per benchmark",
+        "maj": "Majority vote (maj@K) per benchmark",
+        "cost": "Cost",
+    }
+    for key, title in titles.items():
+        if key in tables:
+            p = tables[key]
+            L += [f"## {title}", "", p.read_text().rstrip(), "",
+                  f"Files: [{p.name}](tables/{p.name}), [{p.stem}.csv](tables/{p.stem}.csv)"
+                  + (f", [{p.stem}.tex](tables/{p.stem}.tex)" if p.with_suffix('.tex').exists() else ""),
+                  ""]
+    if figures:
+        L += ["## Figures", ""]
+        for num in sorted(figures):
+            png = [p for p in figures[num] if p.suffix == ".png"]
+            others = [p for p in figures[num] if p.suffix != ".png"]
+            L.append(f"### Figure {num}: {FIGURES[num]}")
+            L.append("")
+            if png:
+                L.append(f"![{FIGURES[num]}](figures/{png[0].name})")
+                L.append("")
+            L.append(FIGURE_CAPTIONS[num] + (" " + ", ".join(f"[{p.suffix[1:].upper()}](figures/{p.name})"
+                                                           for p in others) if others else ""))
+            L.append("")
+    if fig_notes:
+        L += ["## Figures not drawn", ""] + [f"- {n}" for n in fig_notes] + [""]
+    L += ["## Notes and skipped runs", "", "```", report.rstrip(), "```", ""]
+    path = out / "index.md"
+    path.write_text("\n".join(L))
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m analysis.regenerate",
+        description="Find every run below the given directories and write all tables, figures "
+        "and an index.md that embeds them; print the main table and what was skipped and why. "
+        "Exit status 1 only when nothing could be analysed.",
+    )
+    ap.add_argument("dirs", nargs="+", help="sweep, run or validation-dump directories")
+    ap.add_argument("--out", required=True, help="output directory (created)")
+    ap.add_argument("--no-figures", action="store_true", help="tables only")
+    ap.add_argument("--quiet", action="store_true", help="print only problems, not the table")
+    add_analysis_args(ap)
+    add_figure_args(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    a = analyse(args.dirs, options_from_args(args))
+    tables = write_tables(a, out / "tables")
+    t_tables = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    figures, fig_notes = ({}, []) if args.no_figures else write_figures(
+        a, out / "figures", args.only, args.formats, args.x_axis, args.smooth, args.dpi
+    )
+    t_figs = time.perf_counter() - t1
+
+    buf = io.StringIO()
+    print_report(a, buf, show_table=False)
+    for n in fig_notes:
+        print(f"Note: {n}", file=buf)
+    index = write_index(a, out, tables, figures, fig_notes, argv, buf.getvalue())
+
+    print_report(a, sys.stdout, show_table=not args.quiet)
+    for n in fig_notes:
+        print(f"Note: {n}")
+    analysed = bool(a.runs)
+    print(
+        f"Wrote {len(tables)} tables and {len(figures)} figures to {out} (index: {index}); "
+        f"analysis + tables {t_tables:.2f} s, figures {t_figs:.2f} s."
+    )
+    if not analysed:
+        print("error: nothing could be analysed (no run with training metrics or evaluations)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,451 @@
+"""Tables: the paper's main table, per-benchmark Pass@K and maj@K, CIs, and the cost table.
+
+Each table is a pandas DataFrame (rows = labels) rendered to Markdown, LaTeX (booktabs, best
+value of each column in bold) and CSV. ``python -m analysis.tables <dirs> --out <dir>``
+writes them under ``<dir>/tables`` and prints the main table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.core import Analysis
+from analysis.names import ALL, MACRO, benchmark_display
+
+PCT = 100.0
+
+
+# --------------------------------------------------------------------------------------------
+# table frames
+# --------------------------------------------------------------------------------------------
+
+
+def _pick(a: Analysis, metric: str, k: int | None, field: str = "value") -> pd.DataFrame:
+    """label x benchmark frame of one metric (fractions)."""
+    df = a.results[a.results["metric"] == metric]
+    if k is not None:
+        df = df[df["k"] == k]
+    if df.empty:
+        return pd.DataFrame(index=pd.Index([], name="label"))
+    piv = df.pivot_table(index="label", columns="benchmark", values=field, aggfunc="first",
+                         dropna=False)
+    labels = [lab for lab in a.label_order if lab in piv.index]
+    return piv.reindex(labels)
+
+
+def _partial(a: Analysis, metric: str, k: int | None) -> pd.DataFrame:
+    df = a.results[a.results["metric"] == metric]
+    if k is not None:
+        df = df[df["k"] == k]
+    if df.empty:
+        return pd.DataFrame()
+    df = df.assign(partial=(df["n_defined"] < df["n_problems"]) & df["value"].notna())
+    piv = df.pivot_table(index="label", columns="benchmark", values="partial", aggfunc="first")
+    return piv.reindex([lab for lab in a.label_order if lab in piv.index])
+
+
+def main_table(a: Analysis) -> pd.DataFrame:
+    """Rows = labels; columns = each benchmark's Avg@K, overall Avg@K (micro), overall Pass@K
+    (micro). Values are fractions (0..1)."""
+    K = a.K
+    avg = _pick(a, "avg", None)
+    pk = _pick(a, "pass", K)
+    cols = {}
+    for b in a.benchmarks:
+        cols[benchmark_display(b)] = avg[b] if b in avg else np.nan
+    cols[f"Avg@{K}"] = avg[ALL] if ALL in avg else np.nan
+    cols[f"Pass@{K}"] = pk[ALL] if ALL in pk else np.nan
+    out = pd.DataFrame(cols, index=avg.index if len(avg) else pk.index)
+    out.index.name = "label"
+    return out
+
+
+def main_table_full(a: Analysis) -> pd.DataFrame:
+    """The main table with every number behind it (CSV): per-benchmark Avg@K and Pass@K,
+    micro and macro, CI bounds, checkpoint step and run count."""
+    K = a.K
+    rows = []
+    for lab in a.label_order:
+        sub = a.results[a.results["label"] == lab]
+        if sub.empty:
+            continue
+        row = {"label": lab, "experiment": a.label_experiment.get(lab, lab)}
+        steps = a.checkpoints[a.checkpoints["label"] == lab]["step"].tolist()
+        row["step"] = steps[0] if len(set(steps)) == 1 else ";".join(map(str, steps))
+        row["n_runs"] = int(sub["n_runs"].iloc[0])
+        for metric, k, tag in (("avg", None, f"avg@{K}"), ("pass", 1, "pass@1"), ("pass", K, f"pass@{K}")):
+            m = sub[sub["metric"] == metric]
+            if k is not None:
+                m = m[m["k"] == k]
+            for _, r in m.iterrows():
+                b = r["benchmark"]
+                row[f"{b}/{tag}"] = r["value"]
+                row[f"{b}/{tag}/lo"] = r["lo"]
+                row[f"{b}/{tag}/hi"] = r["hi"]
+                if metric == "avg":
+                    row[f"{b}/n_problems"] = r["n_problems"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ci_table(a: Analysis, digits: int = 1) -> pd.DataFrame:
+    """Like :func:`main_table` but each cell is ``value [lo, hi]`` in percent (strings)."""
+    K = a.K
+    val, lo, hi = (_pick(a, "avg", None, f) for f in ("value", "lo", "hi"))
+    pv, plo, phi = (_pick(a, "pass", K, f) for f in ("value", "lo", "hi"))
+
+    def cell(v, l, h):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if math.isnan(l) or math.isnan(h):
+            return f"{PCT * v:.{digits}f}"
+        return f"{PCT * v:.{digits}f} [{PCT * l:.{digits}f}, {PCT * h:.{digits}f}]"
+
+    cols = {}
+    for b in a.benchmarks:
+        if b in val:
+            cols[benchmark_display(b)] = [cell(*x) for x in zip(val[b], lo[b], hi[b])]
+    if ALL in val:
+        cols[f"Avg@{K}"] = [cell(*x) for x in zip(val[ALL], lo[ALL], hi[ALL])]
+    if ALL in pv:
+        cols[f"Pass@{K}"] = [cell(*x) for x in zip(pv[ALL], plo[ALL], phi[ALL])]
+    out = pd.DataFrame(cols, index=val.index)
+    out.index.name = "label"
+    return out
+
+
+def per_benchmark_table(a: Analysis, metric: str = "pass", k: int | None = None) -> pd.DataFrame:
+    """Rows = labels; columns = each benchmark's ``metric@k``, then micro and macro."""
+    k = a.K if k is None else k
+    piv = _pick(a, metric, k)
+    if piv.empty:
+        return piv
+    cols = {}
+    for b in a.benchmarks:
+        if b in piv:
+            cols[benchmark_display(b)] = piv[b]
+    cols["Micro"] = piv.get(ALL, np.nan)
+    cols["Macro"] = piv.get(MACRO, np.nan)
+    out = pd.DataFrame(cols, index=piv.index)
+    out.index.name = "label"
+    return out
+
+
+def maj_k(a: Analysis) -> int | None:
+    m = a.results[a.results["metric"] == "maj"]
+    return int(m["k"].max()) if len(m) else None
+
+
+COST_DISPLAY = {
+    "step": "Step",
+    "optim_steps": "Optim. steps",
+    "prompts": "Prompts",
+    "rollouts": "Rollouts",
+    "rpp_stage1": "Roll./prompt S1",
+    "rpp_stage2": "Roll./prompt S2",
+    "rpp_total": "Roll./prompt",
+    "tokens_M": "Gen. tokens (M)",
+    "pass_K": "Pass@K",
+    "pass_K_per_Mtok": "Pass@K / M tok",
+}
+
+
+def cost_table(a: Analysis) -> pd.DataFrame:
+    """Per label (mean over its runs): training cost up to the judged checkpoint.
+
+    Columns: Step, optimiser steps, prompts seen, total rollouts, rollouts per prompt (stage 1,
+    stage 2, total), generated tokens (millions), Pass@K at the checkpoint (%) and Pass@K (%)
+    per million generated tokens."""
+    c = a.cost.copy()
+    if c.empty:
+        return pd.DataFrame()
+    c["tokens_M"] = c["tokens"] / 1e6
+    c["pass_K"] = c["pass_K"] * PCT
+    num = ["step", "optim_steps", "prompts", "rollouts", "rpp_stage1", "rpp_stage2", "rpp_total",
+           "tokens_M", "pass_K", "pass_K_per_Mtok"]
+    for col in num:
+        c[col] = pd.to_numeric(c[col], errors="coerce")
+    g = c.groupby("label", sort=False)[num].mean()
+    g["n_runs"] = c.groupby("label", sort=False).size()
+    g = g.reindex([lab for lab in a.label_order if lab in g.index])
+    g = g.rename(columns={k: v.replace("K", str(a.K)) if "Pass@K" in v else v
+                          for k, v in COST_DISPLAY.items()})
+    g.index.name = "label"
+    return g
+
+
+# --------------------------------------------------------------------------------------------
+# rendering
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(v, digits: int, scale: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, str):
+        return v
+    return f"{scale * v:.{digits}f}"
+
+
+def _best_mask(df: pd.DataFrame, scale: float, digits: int) -> pd.DataFrame:
+    """True where a cell equals its column's maximum as displayed (ties all bold)."""
+    mask = pd.DataFrame(False, index=df.index, columns=df.columns)
+    if len(df) < 2:
+        return mask
+    for col in df.columns:
+        s = pd.to_numeric(df[col], errors="coerce")
+        if s.notna().sum() < 2:
+            continue
+        shown = (s * scale).round(digits)
+        mask[col] = shown == shown.max()
+    return mask
+
+
+def _cells(df: pd.DataFrame, digits, scale, partial: pd.DataFrame | None):
+    out = {}
+    for col in df.columns:
+        dg = digits.get(col, 1) if isinstance(digits, dict) else digits
+        sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
+        vals = []
+        for lab, v in df[col].items():
+            s = _fmt(v, dg, sc)
+            if partial is not None and col in partial and bool(partial.at[lab, col]):
+                s += "*"
+            vals.append(s)
+        out[col] = vals
+    return out
+
+
+def to_markdown(
+    df: pd.DataFrame,
+    digits: int | dict = 1,
+    scale: float | dict = PCT,
+    bold_best: bool = True,
+    partial: pd.DataFrame | None = None,
+    first_header: str = "Run",
+) -> str:
+    """A GitHub-flavoured Markdown table (numbers scaled and rounded; best per column bold)."""
+    cells = _cells(df, digits, scale, partial)
+    if bold_best:
+        for col in df.columns:
+            sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
+            dg = digits.get(col, 1) if isinstance(digits, dict) else digits
+            best = _best_mask(df[[col]], sc, dg)[col].tolist()
+            cells[col] = [f"**{c}**" if b else c for c, b in zip(cells[col], best)]
+    header = "| " + " | ".join([first_header] + [str(c) for c in df.columns]) + " |"
+    sep = "|" + "|".join(["---"] + ["---:"] * len(df.columns)) + "|"
+    lines = [header, sep]
+    for i, lab in enumerate(df.index):
+        lines.append("| " + " | ".join([str(lab)] + [cells[c][i] for c in df.columns]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(s: str) -> str:
+    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+           "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+    return "".join(rep.get(ch, ch) for ch in str(s))
+
+
+def to_latex(
+    df: pd.DataFrame,
+    digits: int | dict = 1,
+    scale: float | dict = PCT,
+    bold_best: bool = True,
+    caption: str | None = None,
+    label: str | None = None,
+    partial: pd.DataFrame | None = None,
+    first_header: str = "Model",
+) -> str:
+    """A booktabs LaTeX table (``\\usepackage{booktabs}``); best value per column in bold."""
+    cells = _cells(df, digits, scale, partial)
+    cells = {c: [v.replace("–", "--").replace("*", "$^*$") for v in vals] for c, vals in cells.items()}
+    if bold_best:
+        for col in df.columns:
+            sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
+            dg = digits.get(col, 1) if isinstance(digits, dict) else digits
+            best = _best_mask(df[[col]], sc, dg)[col].tolist()
+            cells[col] = [f"\\textbf{{{c}}}" if b else c for c, b in zip(cells[col], best)]
+    lines = ["\\begin{table}[t]", "\\centering"]
+    if caption:
+        lines.append(f"\\caption{{{_tex_escape(caption)}}}")
+    if label:
+        lines.append(f"\\label{{{label}}}")
+    lines.append("\\begin{tabular}{l" + "r" * len(df.columns) + "}")
+    lines.append("\\toprule")
+    lines.append(" & ".join([first_header] + [_tex_escape(c) for c in df.columns]) + " \\\\")
+    lines.append("\\midrule")
+    for i, lab in enumerate(df.index):
+        lines.append(" & ".join([_tex_escape(lab)] + [cells[c][i] for c in df.columns]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+
+def checkpoint_note(a: Analysis) -> str:
+    parts = []
+    for lab in a.label_order:
+        ck = a.checkpoints[a.checkpoints["label"] == lab]
+        if ck.empty:
+            continue
+        steps = sorted(set(ck["step"].tolist()))
+        hows = sorted(set(ck["how"].tolist()))
+        parts.append(f"{lab}: step {', '.join(map(str, steps))} ({'; '.join(hows)})")
+    return "; ".join(parts)
+
+
+def main_caption(a: Analysis) -> str:
+    o = a.options
+    ci = f"{int(round(o.level * 100))}% CI: percentile bootstrap over problems, B={o.n_boot}, seed={o.seed}"
+    return (
+        f"Avg@{a.K} per benchmark and overall (micro: every problem weighs the same), overall "
+        f"unbiased Pass@{a.K}, in %. Checkpoint: {o.checkpoint}. {ci}."
+    )
+
+
+def write_tables(a: Analysis, out: Path) -> dict[str, Path]:
+    """Write every table (md, tex, csv) under ``out``; return name -> Markdown path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    K = a.K
+    if a.has_eval:
+        mt = main_table(a)
+        pmask = pd.DataFrame(False, index=mt.index, columns=mt.columns)
+        pp = _partial(a, "pass", K)
+        if ALL in pp:
+            pmask[f"Pass@{K}"] = pp[ALL].reindex(mt.index).fillna(False).astype(bool)
+        foot = _footnote(a, pmask)
+        (out / "main.md").write_text(to_markdown(mt, partial=pmask) + foot)
+        (out / "main.tex").write_text(
+            to_latex(mt, caption=main_caption(a), label="tab:main", partial=pmask)
+        )
+        main_table_full(a).to_csv(out / "main.csv", index=False)
+        written["main"] = out / "main.md"
+
+        ct = ci_table(a)
+        (out / "main_ci.md").write_text(to_markdown(ct, bold_best=False) + foot)
+        ct.to_csv(out / "main_ci.csv")
+        written["main_ci"] = out / "main_ci.md"
+
+        pt = per_benchmark_table(a, "pass", K)
+        ppart = _partial(a, "pass", K)
+        ppart = ppart.rename(columns={b: benchmark_display(b) for b in ppart.columns if b not in (ALL, MACRO)})
+        ppart = ppart.rename(columns={ALL: "Micro", MACRO: "Macro"})
+        (out / "passk.md").write_text(to_markdown(pt, partial=ppart) + foot)
+        (out / "passk.tex").write_text(
+            to_latex(pt, caption=f"Unbiased Pass@{K} per benchmark (%), micro and macro overall.",
+                     label="tab:passk", partial=ppart)
+        )
+        pt.to_csv(out / "passk.csv")
+        written["passk"] = out / "passk.md"
+
+        p1 = per_benchmark_table(a, "pass", 1)
+        (out / "pass1.md").write_text(to_markdown(p1) + foot)
+        (out / "pass1.tex").write_text(
+            to_latex(p1, caption=f"Pass@1 (= Avg@{K}) per benchmark (%), micro and macro overall.",
+                     label="tab:pass1")
+        )
+        p1.to_csv(out / "pass1.csv")
+        written["pass1"] = out / "pass1.md"
+
+        mk = maj_k(a)
+        if mk:
+            mj = per_benchmark_table(a, "maj", mk)
+            (out / "maj.md").write_text(to_markdown(mj) + foot)
+            (out / "maj.tex").write_text(
+                to_latex(mj, caption=f"maj@{mk} (majority vote over extracted answers, %).",
+                         label="tab:maj")
+            )
+            mj.to_csv(out / "maj.csv")
+            written["maj"] = out / "maj.md"
+
+        a.results.to_csv(out / "results_long.csv", index=False)
+        a.trajectory.to_csv(out / "trajectory.csv", index=False)
+    cost = cost_table(a)
+    if not cost.empty:
+        digits = {c: (0 if c in ("Step", "Optim. steps", "Prompts", "Rollouts", "n_runs") else
+                      3 if c.endswith("M tok") else 2 if c.startswith("Roll./") or "tokens" in c else 1)
+                  for c in cost.columns}
+        (out / "cost.md").write_text(
+            to_markdown(cost, digits=digits, scale=1.0, bold_best=False)
+            + f"\nCosts are training-time totals up to the judged checkpoint (validation generation "
+            f"not counted). Pass@{K} in %; last column = Pass@{K} (%) per million generated tokens.\n"
+        )
+        (out / "cost.tex").write_text(
+            to_latex(cost, digits=digits, scale=1.0, bold_best=False,
+                     caption="Training cost up to the judged checkpoint.", label="tab:cost")
+        )
+        a.cost.to_csv(out / "cost.csv", index=False)
+        written["cost"] = out / "cost.md"
+    if len(a.training):
+        a.training.to_csv(out / "training.csv", index=False)
+    return written
+
+
+def _footnote(a: Analysis, partial: pd.DataFrame | None = None) -> str:
+    lines = ["", f"Checkpoints: {checkpoint_note(a)}."]
+    if partial is not None and partial.to_numpy().any():
+        lines.append(f"\\* averaged over the problems that have at least {a.K} samples "
+                     f"(others have Pass@{a.K} missing); see results_long.csv n_defined.")
+    pooled = a.results.groupby("label")["n_runs"].first()
+    pooled = pooled[pooled > 1]
+    if len(pooled):
+        lines.append("Pooled runs (mean over runs, per problem): "
+                     + ", ".join(f"{lab} ({n})" for lab, n in pooled.items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analysis.cli import add_analysis_args
+
+    ap = argparse.ArgumentParser(
+        prog="python -m analysis.tables",
+        description="Write the main, Pass@K, maj@K, CI and cost tables (Markdown, LaTeX, CSV) "
+        "for every run below the given directories, and print the main table.",
+    )
+    ap.add_argument("dirs", nargs="+", help="sweep, run or validation-dump directories")
+    ap.add_argument("--out", required=True, help="output directory (tables go to <out>/tables)")
+    add_analysis_args(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from analysis.cli import options_from_args, print_report
+
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    a = _analyse_or_exit(args, options_from_args(args))
+    if a is None:
+        return 1
+    write_tables(a, Path(args.out) / "tables")
+    print_report(a, sys.stdout)
+    return 0 if (a.has_eval or len(a.training)) else 1
+
+
+def _analyse_or_exit(args, opts):
+    from analysis.core import analyse
+
+    try:
+        return analyse(args.dirs, opts)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The commands end to end on hand-made run directories (good and bad), and interoperability."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from analysis_fixtures import HAND_EVAL_A, HAND_EVAL_B, ROOT, write_handmade_run
+
+from analysis import figures as figures_cli
+from analysis import regenerate, runs, seed_compat, tables
+from analysis.synthetic import to_seed_dumps, to_verl_dumps, write_run
+
+
+@pytest.fixture(scope="module")
+def messy_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    write_handmade_run(root, "baseline")
+    write_handmade_run(root, "dars_et", extra_per_step=4)
+    # in progress: truncated metrics line, a validation still being written
+    hw = write_handmade_run(root, "dars_hw", state="running", extra_per_step=8)
+    with open(hw / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "prompts": 4, "rollouts/st')
+    with open(hw / "eval" / "step_6.jsonl", "w") as f:
+        f.write(json.dumps({"data_source": "aime", "id": "aime-0", "scores": [1, 1, 1, 1]}) + "\n")
+    # failed before any evaluation
+    write_handmade_run(root, "dars_hw_breadth", state="failed", evals={})
+    # only the config so far
+    (root / "depth_naive-s0" / ".hydra").mkdir(parents=True)
+    (root / "depth_naive-s0" / ".hydra" / "config.yaml").write_text("experiment_name: depth_naive\n")
+    # status written, metrics file still empty
+    bn = root / "breadth_naive-s0"
+    bn.mkdir()
+    (bn / "status.json").write_text(json.dumps({"state": "running", "step": 0, "total_steps": 9,
+                                                "experiment": "breadth_naive", "seed": 0}))
+    (bn / "metrics.jsonl").write_text("")
+    # unknown data source and an empty (unreadable) step file listed in the summary
+    probs = list(HAND_EVAL_B) + [("toy_arith", "t-1", [1, 0, 0, 0], ["1", "2", "3", "4"])]
+    eb = write_handmade_run(root, "dars_et_breadth", evals={2: HAND_EVAL_A, 4: probs})
+    (eb / "eval" / "step_2.jsonl").write_text("")
+    return root
+
+
+@pytest.fixture(scope="module")
+def regenerated(messy_sweep, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = regenerate.main([str(messy_sweep), "--out", str(out), "--bootstrap", "200",
+                              "--formats", "png", "--dpi", "60", "--label", "dars_et=DARS-ET"])
+    return rc, buf.getvalue(), out
+
+
+def test_regenerate_end_to_end(regenerated):
+    rc, text, out = regenerated
+    assert rc == 0
+    # the main table is printed
+    assert "| Run | AIME24 | MATH-500 | toy_arith | Avg@4 | Pass@4 |" in text
+    assert "| DARS-ET |" in text and "| baseline |" in text and "| dars_hw |" in text
+    # what was skipped, and why
+    assert "Skipped 2 run(s)" in text
+    assert "depth_naive-s0: nothing written yet" in text
+    assert "breadth_naive-s0: nothing written yet" in text and "state: running" in text
+    assert "in progress (step 4/8)" in text
+    assert "skipped a truncated last line" in text
+    assert "eval at step 6 still being written" in text
+    assert "run failed: boom" in text and "no evaluation yet" in text
+    assert "step_2.jsonl: empty file" in text and "eval at step 2 has no problems" in text
+    assert "toy_arith" in text
+    # files
+    for name in ("main.md", "main.tex", "main.csv", "cost.md", "cost.csv", "passk.md", "maj.md"):
+        assert (out / "tables" / name).stat().st_size > 0
+    for n in range(1, 8):
+        assert list((out / "figures").glob(f"fig{n}_*.png"))
+    index = (out / "index.md").read_text()
+    assert "![fig1_entropy](figures/fig1_entropy.png)" in index
+    assert "![fig6_expected_rollouts](figures/fig6_expected_rollouts.png)" in index
+    assert "| Run | AIME24 |" in index and "## Cost" in index and "Skipped 2 run(s)" in index
+    # the failed run without eval is in the cost table with its training cost
+    cost = pd.read_csv(out / "tables" / "cost.csv").set_index("label")
+    assert cost.loc["dars_hw_breadth", "rollouts"] == 4 * 8 * 4
+    assert pd.isna(cost.loc["dars_hw_breadth", "pass_K"])
+    # the in-progress run is judged at its last complete validation
+    main = pd.read_csv(out / "tables" / "main.csv").set_index("label")
+    assert main.loc["dars_hw", "step"] == 4
+    assert main.loc["dars_et_breadth", "step"] == 4
+
+
+def test_nothing_to_analyse_exits_nonzero(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert regenerate.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
+                            "--no-figures"]) == 1
+    only = tmp_path / "only" / "x-s0" / ".hydra"
+    only.mkdir(parents=True)
+    (only / "config.yaml").write_text("experiment_name: x\n")
+    assert regenerate.main([str(tmp_path / "only"), "--out", str(tmp_path / "o2"),
+                            "--no-figures"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing could be analysed" in err
+    assert tables.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o3")]) == 1
+    assert runs.main([str(tmp_path / "empty")]) == 1
+
+
+@pytest.mark.parametrize("mod", [regenerate, tables, figures_cli, seed_compat, runs])
+def test_help_text_on_every_option(mod, capsys):
+    parser = mod.build_parser()
+    for action in parser._actions:
+        assert action.help and len(action.help) > 8, f"{action.dest} has no help text"
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m analysis.")
+    if mod in (regenerate, tables, figures_cli):
+        for opt in ("--label", "--checkpoint", "--k", "--bootstrap", "--bootstrap-seed", "--ci",
+                    "--pool-seeds", "--exclude-sources", "--labels", "--out"):
+            assert opt in text
+    if mod in (regenerate, figures_cli):
+        for opt in ("--only", "--formats", "--x-axis", "--smooth", "--dpi"):
+            assert opt in text
+
+
+def test_figures_without_runs_draws_the_analytic_ones(tmp_path, capsys):
+    assert figures_cli.main(["--out", str(tmp_path), "--formats", "png", "--dpi", "50"]) == 0
+    names = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert names == ["fig5_advantage.png", "fig6_expected_rollouts.png"]
+
+
+def test_labels_file_and_checkpoint_option(tmp_path, capsys):
+    write_handmade_run(tmp_path / "runs", "baseline", evals={2: HAND_EVAL_B, 4: HAND_EVAL_A})
+    lab = tmp_path / "labels.yaml"
+    lab.write_text("baseline: 'GRPO (ours)'\n")
+    assert tables.main([str(tmp_path / "runs"), "--out", str(tmp_path / "o"), "--labels", str(lab),
+                        "--checkpoint", "best:all", "--bootstrap", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "| GRPO (ours) |" in text and "step 2 (best avg on Overall)" in text
+    main = pd.read_csv(tmp_path / "o" / "tables" / "main.csv")
+    assert pd.isna(main.loc[0, "all/avg@4/lo"])  # --bootstrap 0: no CIs
+    with pytest.raises(SystemExit):
+        tables.main([str(tmp_path / "runs"), "--out", str(tmp_path / "o"), "--checkpoint", "worst"])
+
+
+def test_dumps_give_the_same_tables_as_native(tmp_path):
+    native = write_run(tmp_path / "native", "dars_et", steps=10, eval_every=5, n_val=8)
+    to_seed_dumps(native, tmp_path / "seed" / "dars_et")
+    to_verl_dumps(native, tmp_path / "verl" / "dars_et" / "val_dumps")
+    outs = {}
+    for kind in ("native", "seed", "verl"):
+        rc = tables.main([str(tmp_path / kind), "--out", str(tmp_path / f"o_{kind}"),
+                          "--bootstrap", "100"])
+        assert rc == 0
+        df = pd.read_csv(tmp_path / f"o_{kind}" / "tables" / "main.csv")
+        outs[kind] = df.drop(columns=["experiment"]).set_index("label")
+        assert list(outs[kind].index) == ["dars_et"]
+    nat = outs["native"]
+    for kind in ("seed", "verl"):
+        cols = [c for c in nat.columns if c in outs[kind].columns]
+        assert len(cols) == len(nat.columns)
+        pd.testing.assert_frame_equal(outs[kind][cols], nat[cols], check_dtype=False)
+    # seed dumps have no preds: maj@k only where answers are stored (native and verl)
+    assert (tmp_path / "o_verl" / "tables" / "maj.md").exists()
+    assert not (tmp_path / "o_seed" / "tables" / "maj.md").exists()
+
+
+def test_python_m_regenerate_subprocess(tmp_path):
+    write_handmade_run(tmp_path / "runs", "baseline")
+    write_handmade_run(tmp_path / "runs", "dars_hw", extra_per_step=2)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    r = subprocess.run([sys.executable, "-m", "analysis.regenerate", str(tmp_path / "runs"),
+                        "--out", str(tmp_path / "out"), "--no-figures", "--bootstrap", "100"],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "| dars_hw |" in r.stdout and "analysis + tables" in r.stdout
+    assert (tmp_path / "out" / "index.md").exists()
