@@ -140,7 +140,7 @@ class EmbeddedTrainer:
 
         self.runlog = RunLog(
             self.run_dir, cfg.logger.wandb, run_name=cfg.run_name,
-            config=OmegaConf.to_container(cfg, resolve=True),
+            config=OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True),
         )
         self.state = TrainState()
         ckpt = latest_checkpoint(self.run_dir)
@@ -338,6 +338,8 @@ class EmbeddedTrainer:
             "loss/clipfrac": clipped / max(tokens, 1),
             "grad_norm": float(np.mean(norms)) if norms else float("nan"),
             "optim/steps": len(pg) - skipped, "optim/skipped": skipped, "optim/total": self.state.optim_total,
+            # prompt + response tokens of the update batch, once per PPO epoch (throughput = this / time/update)
+            "tokens/trained": int(sum(len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in kept)) * t.ppo_epochs,
         }
         if self.ref_model is not None:
             rec["loss/kl"] = kl / max(tokens, 1)
