@@ -90,3 +90,14 @@ def test_validate_raises_config_error_directly():
     cfg = compose_cfg(["rollout.temperature=0"])
     with pytest.raises(ConfigError, match="temperature"):
         validate(cfg)
+
+
+def test_paper_grid_sweep_file_composes():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "dars.run", "--config-dir", "sweeps", "--config-name", "paper_grid",
+                           "--cfg", "hydra"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "mode: MULTIRUN" in proc.stdout
+    assert "experiment: glob(*)" in proc.stdout and "seed: 0,1,2" in proc.stdout
