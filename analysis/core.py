@@ -40,6 +40,7 @@ from analysis.names import (
 )
 from analysis.readers import EvalData
 from analysis.runs import Run, discover
+from dars.metrics import pass_at_k_curve_ks
 
 
 @dataclass
@@ -328,23 +329,13 @@ def summary_trajectory(
     return out
 
 
-def _maj_ks(K: int) -> list[int]:
-    ks, k = [], 1
-    while k <= K:
-        ks.append(k)
-        k *= 2
-    if ks[-1] != K:
-        ks.append(K)
-    return ks
-
-
 def problem_matrix(ev: EvalData, K: int, maj: bool) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
     """Per-problem values at one checkpoint: columns avg, pass@1..K, maj@(1,2,4..K)."""
     cols: list[tuple[str, int]] = [("avg", 0)] + [("pass", k) for k in range(1, K + 1)]
     mats = [avg_per_problem(ev.n, ev.c)[:, None], pass_at_k_matrix(ev.n, ev.c, range(1, K + 1))]
     if maj and ev.has_preds:
         codes = factorize_answers(ev.sample_preds)
-        for k in _maj_ks(K):
+        for k in pass_at_k_curve_ks(K):  # 1, 2, 4, ..., K
             mats.append(
                 maj_at_k(ev.sample_problem, ev.sample_position, codes, ev.sample_scores, ev.n, k)[
                     :, None

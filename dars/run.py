@@ -8,9 +8,13 @@ Starting a run whose directory holds a checkpoint resumes it; a completed run ju
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
+
+# Models load from local directories only: a run never reaches for the Hugging Face hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import hydra
 from hydra.core.hydra_config import HydraConfig

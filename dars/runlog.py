@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -118,7 +119,7 @@ class RunLog:
             mode = "offline"
             log.info("wandb: no WANDB_API_KEY, logging offline (sync later with `wandb sync`)")
         id_file = self.dir / "wandb_id"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
         return wandb.init(
             project=wcfg.project, entity=wcfg.entity, name=run_name, id=run_id, resume="allow",

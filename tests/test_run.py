@@ -116,3 +116,14 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, cache_dir):
     again = run_dars(args, out, cache_dir)  # a completed run only reports
     assert "already completed" in again.stdout
     assert len(read_jsonl(run_dir / "metrics.jsonl")) == 5
+
+
+def test_wandb_logs_offline_without_a_key_and_keeps_its_run_id(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    args = ["experiment=baseline", "train.total_steps=1", "logger=wandb", *FAST]
+    run_dars(args, tmp_path, cache_dir)
+    run_dir = next((tmp_path / "runs/tiny").iterdir())
+    assert list((run_dir / "wandb").glob("offline-run-*")), "no offline wandb run written"
+    run_id = (run_dir / "wandb_id").read_text().strip()
+    assert any(run_id in p.name for p in (run_dir / "wandb").glob("offline-run-*"))
