@@ -88,6 +88,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         trainer.setup()
         return trainer.train()
     except BaseException as e:  # record why, for the sweep status table; then re-raise
+        log.exception("run failed")  # Hydra's multirun keeps the exception; Slurm logs need the trace
         if trainer.runlog is not None:
             kind = "killed" if isinstance(e, KeyboardInterrupt) else "failed"
             trainer.runlog.set_status(kind, error=f"{type(e).__name__}: {e}")
@@ -106,6 +107,10 @@ class EmbeddedTrainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         cfg = self.cfg
+        self.runlog = RunLog(
+            self.run_dir, cfg.logger.wandb, run_name=cfg.run_name,
+            config=OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True),
+        )
         seed_everything(cfg.seed, "setup")
         self.device = resolve_device(cfg.model.device)
         self.amp_dtype = compute_dtype(cfg.model.dtype, self.device)
@@ -138,10 +143,6 @@ class EmbeddedTrainer:
         self._prompt_cache: dict[str, list[int]] = {}
         self.val_prompt_ids = [self._encode(p.prompt) for p in self.val_problems]
 
-        self.runlog = RunLog(
-            self.run_dir, cfg.logger.wandb, run_name=cfg.run_name,
-            config=OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True),
-        )
         self.state = TrainState()
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is not None:
