@@ -18,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dars.config import ConfigError, validate
@@ -58,6 +59,8 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as e:
         _remove_if_fresh(run_dir)
         print(f"dars: config error: {e}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # one failed job in a sweep; the launcher records it and the others still run
         sys.exit(2)
 
     from dars.backends import get_backend

@@ -101,3 +101,15 @@ def test_paper_grid_sweep_file_composes():
     assert proc.returncode == 0, proc.stderr
     assert "mode: MULTIRUN" in proc.stdout
     assert "experiment: glob(*)" in proc.stdout and "seed: 0,1,2" in proc.stdout
+
+
+def test_a_bad_job_in_a_sweep_fails_alone(tmp_path, cache_dir):
+    from conftest import FAST
+
+    proc = run_dars(["-m", "experiment=dars_et", "algorithm.n_max=4,32", "train.total_steps=1", *FAST],
+                    tmp_path, cache_dir, check=False)
+    assert proc.returncode != 0
+    assert "algorithm.n_max=4 is smaller than rollout.n=8" in proc.stderr
+    runs = [p.name for p in (tmp_path / "sweeps/tiny").iterdir() if p.is_dir()]
+    assert len(runs) == 1 and "n_max=32" in runs[0]  # the good job ran; the bad one left nothing
+    assert '"completed"' in (tmp_path / "sweeps/tiny" / runs[0] / "status.json").read_text()
