@@ -113,3 +113,14 @@ def test_a_bad_job_in_a_sweep_fails_alone(tmp_path, cache_dir):
     runs = [p.name for p in (tmp_path / "sweeps/tiny").iterdir() if p.is_dir()]
     assert len(runs) == 1 and "n_max=32" in runs[0]  # the good job ran; the bad one left nothing
     assert '"completed"' in (tmp_path / "sweeps/tiny" / runs[0] / "status.json").read_text()
+
+
+def test_help_lists_experiments_and_presets():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "dars.run", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0
+    assert "experiment: baseline, breadth_naive, dars_et" in proc.stdout
+    assert "preset: llama-3.1-8b, qwen2.5-math-1.5b" in proc.stdout
