@@ -636,7 +636,7 @@ def analyse(
     # ---- pooled per-label results with bootstrap CIs
     t4 = time.perf_counter()
     res_rows = []
-    all_sources: set[str] = set()
+    all_sources: dict[str, None] = {}  # ordered: benchmarks in the order the runs list them
     for lab in label_order:
         mats = per_label_frames.get(lab)
         if not mats:
@@ -656,7 +656,7 @@ def analyse(
                                       else stack.mean(axis=0), index=common)
         sources = pooled.index.get_level_values("source").to_numpy()
         order = benchmark_order(sources)
-        all_sources.update(order)
+        all_sources.update(dict.fromkeys(order))
         codes = _codes(sources, order)
         vals = pooled.to_numpy(dtype=np.float64)
         s = summarize(vals, codes, len(order))

@@ -66,14 +66,16 @@ def benchmark_display(source: str) -> str:
 
 
 def benchmark_order(sources) -> list[str]:
-    """Sort data sources: the paper's five in README order, then others alphabetically."""
+    """Sort data sources: the paper's five in README order, then the others in the order they
+    first appear (data order: e.g. the synthetic levels from easy to hard)."""
     keys = list(BENCHMARKS)
+    first_seen = {s: i for i, s in enumerate(dict.fromkeys(sources))}
 
     def rank(s):
         key = canonical_benchmark(s)
-        return (0, keys.index(key), str(s)) if key else (1, 0, str(s))
+        return (0, keys.index(key), 0) if key else (1, 0, first_seen[s])
 
-    return sorted(set(sources), key=rank)
+    return sorted(first_seen, key=rank)
 
 
 def experiment_rank(name: str) -> tuple:
