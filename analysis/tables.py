@@ -312,6 +312,15 @@ def main_caption(a: Analysis) -> str:
     )
 
 
+def _write_per_benchmark(out: Path, name: str, table: pd.DataFrame, caption: str, foot: str,
+                         partial: pd.DataFrame | None = None) -> Path:
+    """One per-benchmark table as <name>.md, .tex and .csv; returns the Markdown path."""
+    (out / f"{name}.md").write_text(to_markdown(table, partial=partial) + foot)
+    (out / f"{name}.tex").write_text(to_latex(table, caption=caption, label=f"tab:{name}", partial=partial))
+    table.to_csv(out / f"{name}.csv")
+    return out / f"{name}.md"
+
+
 def write_tables(a: Analysis, out: Path) -> dict[str, Path]:
     """Write every table (md, tex, csv) under ``out``; return name -> Markdown path."""
     out = Path(out)
@@ -341,33 +350,16 @@ def write_tables(a: Analysis, out: Path) -> dict[str, Path]:
         ppart = _partial(a, "pass", K)
         ppart = ppart.rename(columns={b: benchmark_display(b) for b in ppart.columns if b not in (ALL, MACRO)})
         ppart = ppart.rename(columns={ALL: "Micro", MACRO: "Macro"})
-        (out / "passk.md").write_text(to_markdown(pt, partial=ppart) + foot)
-        (out / "passk.tex").write_text(
-            to_latex(pt, caption=f"Unbiased Pass@{K} per benchmark (%), micro and macro overall.",
-                     label="tab:passk", partial=ppart)
-        )
-        pt.to_csv(out / "passk.csv")
-        written["passk"] = out / "passk.md"
-
-        p1 = per_benchmark_table(a, "pass", 1)
-        (out / "pass1.md").write_text(to_markdown(p1) + foot)
-        (out / "pass1.tex").write_text(
-            to_latex(p1, caption=f"Pass@1 (= Avg@{K}) per benchmark (%), micro and macro overall.",
-                     label="tab:pass1")
-        )
-        p1.to_csv(out / "pass1.csv")
-        written["pass1"] = out / "pass1.md"
-
+        written["passk"] = _write_per_benchmark(
+            out, "passk", pt, f"Unbiased Pass@{K} per benchmark (%), micro and macro overall.", foot, ppart)
+        written["pass1"] = _write_per_benchmark(
+            out, "pass1", per_benchmark_table(a, "pass", 1),
+            f"Pass@1 (= Avg@{K}) per benchmark (%), micro and macro overall.", foot)
         mk = maj_k(a)
         if mk:
-            mj = per_benchmark_table(a, "maj", mk)
-            (out / "maj.md").write_text(to_markdown(mj) + foot)
-            (out / "maj.tex").write_text(
-                to_latex(mj, caption=f"maj@{mk} (majority vote over extracted answers, %).",
-                         label="tab:maj")
-            )
-            mj.to_csv(out / "maj.csv")
-            written["maj"] = out / "maj.md"
+            written["maj"] = _write_per_benchmark(
+                out, "maj", per_benchmark_table(a, "maj", mk),
+                f"maj@{mk} (majority vote over extracted answers, %).", foot)
 
         a.results.to_csv(out / "results_long.csv", index=False)
         a.trajectory.to_csv(out / "trajectory.csv", index=False)

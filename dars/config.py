@@ -52,8 +52,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"{key} is required but was not set.{hint}") from None
 
     a, r, t, e = cfg.algorithm, cfg.rollout, cfg.train, cfg.eval
-    _need(cfg.backend.name in ("embedded",),
-          f"backend={cfg.backend.name} is not available; use backend=embedded")
+    from dars.backends import BACKENDS
+
+    _need(cfg.backend.name in BACKENDS,
+          f"backend={cfg.backend.name} is not available; choose one of {sorted(BACKENDS)}")
     _need(r.n >= 1, f"rollout.n={r.n} must be >= 1")
     _need(a.schedule in SCHEDULES,
           f"algorithm.schedule={a.schedule!r} is unknown; choose one of {sorted(SCHEDULES)} "

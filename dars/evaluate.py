@@ -51,7 +51,7 @@ def run_validation(
     scored = scorer.score(texts, golds)
     records = []
     for j, p in enumerate(problems):
-        idx = [i for i in range(j * n_val, (j + 1) * n_val)]  # engine keeps prompt order
+        idx = range(j * n_val, (j + 1) * n_val)  # the engine keeps prompt order
         rec = {
             "data_source": p.data_source,
             "id": p.id,

@@ -77,15 +77,13 @@ def entropy_from_logits(logits: "torch.Tensor") -> "torch.Tensor":
     return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(dim=-1)
 
 
-def masked_token_mean(values: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
-    """Mean over every unmasked token of the batch (long responses weigh more)."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-def masked_seq_mean(values: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
-    """Mean over sequences of each sequence's token mean (every response weighs the same)."""
-    mask = mask.to(values.dtype)
-    per_seq = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
-    has_tokens = mask.sum(-1) > 0
-    return per_seq[has_tokens].mean() if has_tokens.any() else per_seq.new_zeros(())
+def entropy_means(seq_sums, seq_counts) -> tuple[float, float]:
+    """(token mean, sequence mean) of token entropies from per-sequence sums and token counts, so
+    micro-batches of different widths combine exactly. Token mean: every response token weighs the
+    same (long responses weigh more); sequence mean: every response weighs the same."""
+    sums = np.asarray(seq_sums, dtype=np.float64)
+    counts = np.asarray(seq_counts, dtype=np.float64)
+    token_mean = float(sums.sum() / max(counts.sum(), 1.0))
+    has = counts > 0
+    seq_mean = float((sums[has] / counts[has]).mean()) if has.any() else 0.0
+    return token_mean, seq_mean

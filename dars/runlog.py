@@ -44,6 +44,16 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _append_jsonl(path: Path, record: dict) -> dict:
+    """Append one record and fsync, so a kill leaves at most a torn last line (readers skip it)."""
+    record = {k: _clean(v) for k, v in record.items()}
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return record
+
+
 class RunLog:
     def __init__(self, run_dir: Path, wandb_cfg=None, run_name: str = "", config: dict | None = None):
         self.dir = Path(run_dir)
@@ -72,22 +82,14 @@ class RunLog:
 
     # -- writing --------------------------------------------------------------------------
     def log_step(self, record: dict) -> None:
-        record = {k: _clean(v) for k, v in record.items()}
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        record = _append_jsonl(self.metrics_path, record)
         if self._wandb is not None:
             self._wandb.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=record["step"])
 
     def log_eval(self, step: int, problems: Iterable[dict], summary: dict) -> None:
         lines = "".join(json.dumps(p) + "\n" for p in problems)
         atomic_write_text(self.eval_dir / f"step_{step}.jsonl", lines)
-        summary = {k: _clean(v) for k, v in summary.items()}
-        with open(self.summary_path, "a") as f:
-            f.write(json.dumps(summary) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        summary = _append_jsonl(self.summary_path, summary)
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in summary.items() if k.startswith("val/")}, step=step)
 

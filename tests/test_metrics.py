@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dars.metrics import (entropy_from_logits, masked_seq_mean, masked_token_mean, pass_at_k,
+from dars.metrics import (entropy_from_logits, entropy_means, pass_at_k,
                           pass_at_k_array, pass_at_k_curve_ks)
 
 
@@ -61,8 +61,10 @@ def test_entropy_matches_categorical():
     assert entropy_from_logits(torch.zeros(7)).item() == pytest.approx(math.log(7))
 
 
-def test_masked_means_differ_with_lengths():
-    values = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 0.0, 0.0, 0.0]])
-    mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0]])
-    assert masked_token_mean(values, mask).item() == pytest.approx(7 / 5)
-    assert masked_seq_mean(values, mask).item() == pytest.approx(2.0)
+def test_entropy_means_differ_with_lengths():
+    # sequence A: 4 tokens of entropy 1; sequence B: 1 token of entropy 3
+    token_mean, seq_mean = entropy_means([4.0, 3.0], [4, 1])
+    assert token_mean == pytest.approx(7 / 5)
+    assert seq_mean == pytest.approx(2.0)
+    # split over two micro-batches, the numbers are the same
+    assert entropy_means([4.0] + [3.0], [4] + [1]) == (token_mean, seq_mean)

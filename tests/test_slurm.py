@@ -42,7 +42,8 @@ def slurm_cluster():
     was_up = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True).returncode == 0
     proc = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
-        if not shutil.which("slurmctld"):
+        # a user's machine that cannot install Slurm skips; CI has root and apt, so there it must work
+        if not shutil.which("slurmctld") and not os.environ.get("CI"):
             pytest.skip(f"could not install Slurm: {proc.stderr.strip().splitlines()[-1:]}")
         raise AssertionError(f"test_cluster.sh start failed:\n{proc.stdout}\n{proc.stderr}")
     yield

@@ -31,7 +31,7 @@ from dars import algorithm as algo
 from dars.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dars.data import PromptStream, synthetic_splits
 from dars.evaluate import run_validation
-from dars.metrics import entropy_from_logits, masked_seq_mean, masked_token_mean
+from dars.metrics import entropy_from_logits, entropy_means
 from dars.model import autocast, compute_dtype, load_policy, resolve_device
 from dars.rollout import HFGenerateEngine, Rollouts, SamplingParams, encode_prompt
 from dars.runlog import RunLog
@@ -299,12 +299,12 @@ class EmbeddedTrainer:
         cfg, t = self.cfg, self.cfg.train
         a = cfg.algorithm
         # old log-probs (and the entropy we report) from the policy that sampled, before any step
-        old_lp, ref_lp, ent_tok, ent_seq = {}, {}, [], []
+        old_lp, ref_lp, ent_sums, ent_counts = {}, {}, [], []
         with torch.no_grad():
             for micro in self._micro_batches(ro, kept):
                 lp, ent, mask = self._forward(self.model, ro, micro, with_entropy=True)
-                ent_tok.append(((ent * mask).sum().item(), mask.sum().item()))
-                ent_seq += ((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
+                ent_sums += (ent * mask).sum(-1).tolist()
+                ent_counts += mask.sum(-1).tolist()
                 for row, i in enumerate(micro):
                     old_lp[i] = lp[row, : len(ro.response_ids[i])]
                 if self.ref_model is not None:
@@ -332,9 +332,10 @@ class EmbeddedTrainer:
                 else:
                     skipped += 1
         self.state.optim_total += len(pg) - skipped
+        ent_token_mean, ent_seq_mean = entropy_means(ent_sums, ent_counts)
         rec = {
-            "entropy/token_mean": sum(s for s, _ in ent_tok) / max(sum(c for _, c in ent_tok), 1),
-            "entropy/seq_mean": float(np.mean(ent_seq)),
+            "entropy/token_mean": ent_token_mean,
+            "entropy/seq_mean": ent_seq_mean,
             "loss/pg": float(np.mean(pg)),
             "loss/clipfrac": clipped / max(tokens, 1),
             "grad_norm": float(np.mean(norms)) if norms else float("nan"),
