@@ -106,6 +106,30 @@ def validate(cfg: DictConfig) -> None:
         _need(t.batch_size <= n_train,
               f"train.batch_size={t.batch_size} exceeds the train split ({n_train} prompts = "
               f"{d.train_per_level} x {len(d.levels)} levels); raise data.train_per_level")
+    elif d.name == "parquet":
+        from dars.verl_data import DataError, validate_verl_parquet
+
+        # the tiny model's warm start trains on the synthetic task, so it needs its levels
+        _need(bool(cfg.model.path) or cfg.model.get("warm_start", {}).get("steps", 0) == 0,
+              "data=parquet with the tiny warm-started model: its base model is trained on the synthetic "
+              "levels, which a parquet data config does not have. Pass model.path=/path/to/checkpoint "
+              "(a local Hugging Face model) or model.warm_start.steps=0 (random weights)")
+        for key in ("train_file", "val_file"):
+            f = Path(str(d[key])).expanduser()
+            _need(f.is_file(),
+                  f"data.{key}={d[key]} does not exist. Point it at a verl parquet file (set $DARS_DATA_DIR for "
+                  f"the presets), or make one with: python -m dars.prepare_data INPUT {f.name}")
+            try:  # every row checked now (no tokenizer needed): a bad file fails before any work
+                summary = validate_verl_parquet(f, allow_invalid_rows=bool(d.allow_invalid_rows))
+            except DataError as err:
+                raise ConfigError(f"data.{key}: {err}") from None
+            if key == "train_file":
+                _need(t.batch_size <= summary["valid_rows"],
+                      f"train.batch_size={t.batch_size} exceeds the train split ({summary['valid_rows']} valid "
+                      f"rows in {f}); lower train.batch_size or use a larger file")
+    else:
+        _need(False, f"data.name={d.name!r} is unknown; choose data=synthetic or data=parquet "
+                     f"(or a preset of it such as data=openr1)")
 
     m = cfg.model
     if m.path:

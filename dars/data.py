@@ -148,3 +148,23 @@ class PromptStream:
             order = np.arange(len(self.problems))
         idx = order[pos * self.batch_size : (pos + 1) * self.batch_size]
         return [self.problems[i] for i in idx]
+
+
+def load_splits(data_cfg, tokenizer, max_prompt_length: int) -> tuple[list[Problem], list[Problem]]:
+    """(train, val) for the ``data`` config group: ``synthetic`` (generated here) or ``parquet``
+    (verl-format files, dars/verl_data.py; prompts rendered with the tokenizer and, when
+    ``filter_overlong_prompts``, cut to those of at most ``max_prompt_length`` tokens)."""
+    if data_cfg.name == "synthetic":
+        return synthetic_splits(
+            list(data_cfg.levels), data_cfg.train_per_level, data_cfg.val_per_level, data_cfg.seed,
+            data_cfg.prompt_template,
+        )
+    if data_cfg.name == "parquet":
+        from dars.verl_data import load_verl_problems
+
+        common = dict(tokenizer=tokenizer, use_template=bool(data_cfg.use_template),
+                      max_prompt_length=max_prompt_length, filter_overlong=bool(data_cfg.filter_overlong_prompts),
+                      allow_invalid_rows=bool(data_cfg.allow_invalid_rows))
+        return (load_verl_problems(data_cfg.train_file, split="train", **common),
+                load_verl_problems(data_cfg.val_file, split="val", **common))
+    raise ValueError(f"data.name={data_cfg.name!r} is unknown; use data=synthetic or data=parquet")

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dars import algorithm as algo
 from dars.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from dars.data import PromptStream, synthetic_splits
+from dars.data import PromptStream, load_splits
 from dars.evaluate import run_validation
 from dars.metrics import entropy_from_logits, entropy_means
 from dars.model import autocast, compute_dtype, load_policy, resolve_device
@@ -116,13 +116,11 @@ class EmbeddedTrainer:
         self.amp_dtype = compute_dtype(cfg.model.dtype, self.device)
         self.autocast = partial(autocast, self.device, self.amp_dtype)
 
-        train, self.val_problems = synthetic_splits(
-            list(cfg.data.levels), cfg.data.train_per_level, cfg.data.val_per_level, cfg.data.seed,
-            cfg.data.prompt_template,
-        )
+        self.model, self.tok, source = load_policy(cfg, cfg.paths.cache_dir, cfg.seed)
+        # after the tokenizer: parquet prompts are rendered (and length-filtered) with it
+        train, self.val_problems = load_splits(cfg.data, self.tok, cfg.rollout.max_prompt_length)
         self.stream = PromptStream(train, cfg.train.batch_size, cfg.data.shuffle, cfg.seed)
 
-        self.model, self.tok, source = load_policy(cfg, cfg.paths.cache_dir, cfg.seed)
         self.model.to(self.device)
         self.model.config.use_cache = True
         n_params = sum(p.numel() for p in self.model.parameters())
