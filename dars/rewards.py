@@ -1430,23 +1430,33 @@ def _default_scorer(version: str) -> RewardScorer:
         return scorer
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info=None) -> float:
+def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info=None, *,
+                  version: str | None = None, timeout_s: float | None = None, return_dict: bool = False,
+                  **_verl_kwargs):
     """verl custom reward function: 1.0 / 0.0 for one response (never raises for a bad item).
 
-    The reward version is ``extra_info["reward_version"]`` if given, else the ``DARS_REWARD_VERSION``
+    The reward version is ``version`` (verl passes ``reward.custom_reward_function.reward_kwargs``
+    as keywords), else ``extra_info["reward_version"]``, else the ``DARS_REWARD_VERSION``
     environment variable, else "math_verify". Items are graded in one persistent worker process per
-    version (so the time budget holds in any thread, e.g. inside a Ray actor).
+    version (so the time budget holds in any thread, e.g. inside a Ray actor). With
+    ``return_dict=True`` the result is ``{"score", "acc", "pred"}`` (verl logs the extra keys and
+    uses ``pred`` for maj@k; the dars verl trainer stores it in eval/).
     """
-    version = os.environ.get("DARS_REWARD_VERSION", "math_verify")
-    if isinstance(extra_info, dict) and extra_info.get("reward_version"):
-        version = str(extra_info["reward_version"])
+    if version is None:
+        version = os.environ.get("DARS_REWARD_VERSION", "math_verify")
+        if isinstance(extra_info, dict) and extra_info.get("reward_version"):
+            version = str(extra_info["reward_version"])
     if version not in REWARD_VERSIONS:
         raise ValueError(f"unknown reward version {version!r}; expected one of {REWARD_VERSIONS}")
+    if timeout_s is not None:
+        os.environ.setdefault("DARS_REWARD_TIMEOUT", str(timeout_s))  # read when the scorer starts
     try:
-        return float(_default_scorer(version).score([solution_str], [ground_truth]).rewards[0])
+        scored = _default_scorer(version).score([solution_str], [ground_truth])
+        score, pred = float(scored.rewards[0]), scored.extracted[0]
     except Exception:
         logger.exception("dars.rewards.compute_score failed; scoring 0")
-        return 0.0
+        score, pred = 0.0, ""
+    return {"score": score, "acc": score, "pred": pred} if return_dict else score
 
 
 @atexit.register

@@ -54,19 +54,21 @@ def _remove_if_fresh(run_dir: Path) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    from dars.backends import get_backend
+
     try:
         validate(cfg)
+        backend = get_backend(cfg.backend.name)
+        if hasattr(backend, "check"):
+            backend.check(cfg)
+        log.info("run %s -> %s", cfg.run_name, run_dir)
+        summary = backend.run(cfg, run_dir)
     except ConfigError as e:
         _remove_if_fresh(run_dir)
         print(f"dars: config error: {e}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # one failed job in a sweep; the launcher records it and the others still run
         sys.exit(2)
-
-    from dars.backends import get_backend
-
-    log.info("run %s -> %s", cfg.run_name, run_dir)
-    summary = get_backend(cfg.backend.name).run(cfg, run_dir)
     n_val = cfg.eval.n_val
     if summary:
         table = format_summary(summary, n_val)

@@ -42,3 +42,37 @@ def run_dars(args: list[str], out: Path, cache: Path, timeout: float = 900, chec
     if check and proc.returncode != 0:
         raise AssertionError(f"dars.run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def require_verl():
+    """verl's CPU tier (``pip install -e '.[verl-cpu]'``, the README's test command installs it).
+    Without it the verl-backend tests skip with that reason, except in CI (DARS_REQUIRE_VERL or CI
+    set), where a missing verl is a failure, not a skip."""
+    if os.environ.get("DARS_REQUIRE_VERL") or os.environ.get("CI"):
+        import verl  # noqa: F401
+
+        return
+    pytest.importorskip("verl", reason="needs the CPU tier of verl: pip install -e '.[dev,verl-cpu]'")
+
+
+PAPER_FILES = ["openr1.parquet", "capacity_val.parquet", "math12.3k_no_template.parquet",
+               "capacity_val_no_template.parquet"]
+
+
+@pytest.fixture(scope="session")
+def paper_data(tmp_path_factory) -> Path:
+    """Small valid stand-ins for the paper presets' data files under one ``paths.data_dir`` (the real
+    openr1 / capacity_val cannot be downloaded here): 3072 training rows (one breadth batch) and 10
+    validation problems over the five capacity_val benchmarks."""
+    from dars.verl_data import write_verl_parquet
+
+    d = tmp_path_factory.mktemp("paper_data")
+    sources = ["aime", "math", "olympiad_bench", "amc", "minerva"]
+    for name in PAPER_FILES:
+        size = 10 if "val" in name else 3072
+        rows = [{"data_source": sources[i % 5] if size == 10 else "train",
+                 "prompt": [{"role": "user", "content": f"What is {i}+{i}?"}], "ability": "math",
+                 "reward_model": {"ground_truth": str(2 * i), "style": "rule"},
+                 "extra_info": {"index": i, "split": "test" if size == 10 else "train"}} for i in range(size)]
+        write_verl_parquet(rows, d / name)
+    return d

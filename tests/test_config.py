@@ -30,8 +30,8 @@ def test_catalogue_is_the_seven_paper_rows():
 
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_and_preset_composes(experiment, preset, tmp_path):
-    extra = [] if preset == "tiny" else [f"model.path={tmp_path}"]
+def test_every_experiment_and_preset_composes(experiment, preset, tmp_path, paper_data):
+    extra = [] if preset == "tiny" else [f"model.path={tmp_path}", f"paths.data_dir={paper_data}"]
     cfg = compose_cfg([f"experiment={experiment}", f"preset={preset}", *extra])
     validate(cfg)
     s, a, t = cfg.scale, cfg.algorithm, cfg.train

@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from dars.tune import fail_stale_trials, format_value, objective_values, parse_search_space_strings
-from tests.conftest import FAST, run_dars
+from conftest import FAST, run_dars
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 QUICK = FAST + ["train.total_steps=1", "train.val_before_train=false"]
