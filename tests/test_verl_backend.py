@@ -139,3 +139,30 @@ def test_dry_run_command_runs_through_verls_entry_point(tmp_path, cache_dir):
     printed = OmegaConf.create(out.stdout)
     assert printed.dars.schedule == "hw" and printed.dars.n_max == 64 and printed.dars.run_dir == str(run_dir)
     assert printed.actor_rollout_ref.rollout.name == "vllm" and printed.trainer.use_v1 is False
+
+
+def test_multi_node_ranks_share_one_ray_cluster(tmp_path, cache_dir):
+    """backend.nnodes=2 inside a 2-node Slurm allocation: rank 1 only joins Ray; rank 0's verl command
+    goes through slurm/ray_cluster.sh (which starts the head and waits for both nodes). The Ray side
+    runs in the script's dry-run mode (Ray itself is exercised by verl, not here)."""
+    import os
+
+    base = dict(os.environ, DARS_OUTPUT_DIR=str(tmp_path), DARS_CACHE_DIR=str(cache_dir), SLURM_NNODES="2",
+                SLURM_JOB_NUM_NODES="2", SLURM_JOB_NODELIST="gpu-a,gpu-b", RAY_CLUSTER_DRY_RUN="1",
+                RAY_HEAD_IP="10.0.0.1")
+    args = [sys.executable, "-m", "dars.run", *FAST, "backend=verl", "experiment=dars_et", "backend.nnodes=2"]
+    worker = subprocess.run([*args], env={**base, "SLURM_NODEID": "1"}, cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    assert "ray start --address=10.0.0.1:6379" in worker.stdout + worker.stderr
+    assert not list(tmp_path.rglob("command.sh"))  # workers never start a driver
+
+    head = subprocess.run([*args, "backend.dry_run=true"], env={**base, "SLURM_NODEID": "0"}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert head.returncode == 0, head.stderr[-2000:]
+    command = next(tmp_path.rglob("verl/command.sh")).read_text()
+    assert "slurm/ray_cluster.sh" in command and "trainer.nnodes=2" in command
+
+    wrong = subprocess.run(args, env={**base, "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0"},
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and "backend.nnodes=2 but this job has 1 node" in wrong.stderr

@@ -232,7 +232,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             raise ConfigError(f"backend.nnodes={b.nnodes} but this job has {nodes} node(s); submit with "
                               f"hydra/launcher=slurm (it asks Slurm for backend.nnodes nodes)")
         if rank != 0:  # worker nodes only join the Ray cluster the head starts
-            subprocess.run(["bash", str(RAY_CLUSTER_SCRIPT), "--", "true"], check=True)
+            rc = subprocess.run(["bash", str(RAY_CLUSTER_SCRIPT), "--", "true"]).returncode
+            if rc != 0:
+                raise RuntimeError(f"slurm/ray_cluster.sh failed on node rank {rank} (exit {rc}); see its message above")
             return {}
 
     if not b.dry_run:
