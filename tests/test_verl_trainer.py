@@ -128,7 +128,7 @@ def bare_trainer(dars_cfg: dict, dp: int = 4, correct_fn=stage1_correct) -> Dars
     t = DarsRayTrainer.__new__(DarsRayTrainer)
     t.config = OmegaConf.create({
         "dars": {"schedule": "et", "n_max": 32, "use_std": False, "filter_groups": True, "upper_threshold": 1.0,
-                 "update_mode": "full_batch", "max_k": None, **dars_cfg},
+                 "update_mode": "full_batch", "max_k": None, "save_responses": False, **dars_cfg},
         "actor_rollout_ref": {
             "rollout": {"n": N, "temperature": 1.0, "agent": {"num_workers": 8}, "multi_turn": {"enable": False}},
             "actor": {"ppo_epochs": 2, "ppo_mini_batch_size": 5, "calculate_entropy": False, "entropy_coeff": 0.001,
@@ -251,6 +251,7 @@ def verl_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("verl_run")
     cfg = compose_dars(["experiment=dars_et", "preset=tiny", "backend=verl", "train.batch_size=5", "scale.n_val=4",
                         "train.total_steps=3", "train.test_freq=2", "train.save_freq=0", "data.train_per_level=4",
+                        "eval.save_responses=true",
                         "data.val_per_level=2", "model.path=/unused"])
     inputs = backend.prepare_inputs(cfg, run_dir)
     overrides = [o for o in backend.verl_overrides(cfg, run_dir, **inputs) if not o.startswith("hydra.")]
@@ -295,6 +296,7 @@ def test_fit_writes_the_run_directory_contract(verl_run):
     problems = [json.loads(line) for line in (run_dir / "eval" / "step_3.jsonl").read_text().splitlines()]
     assert len(problems) == 2 * len(cfg.data.levels) and all(len(p["scores"]) == 4 for p in problems)
     assert len({p["id"] for p in problems}) == len(problems)
+    assert all(len(p["responses"]) == 4 for p in problems)  # eval.save_responses=true
     assert summaries[-1]["val/all/avg@4"] == pytest.approx(np.mean([np.mean(p["scores"]) for p in problems]))
     # one full-batch update per step, each with the whole (unpadded: dp=1) kept batch
     assert len(trainer.actor_rollout_wg.updates) == 3

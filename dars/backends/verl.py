@@ -168,6 +168,7 @@ def verl_overrides(cfg: DictConfig, run_dir: Path, *, model_path: str, train_fil
         "dars.upper_threshold": float(a.upper_threshold),
         "dars.update_mode": t.update_mode,
         "dars.max_k": e.get("max_k"),
+        "dars.save_responses": bool(e.save_responses),
         # --- the inner Hydra app keeps its files out of the way and the working directory as is
         "hydra.run.dir": str(run_dir / "verl" / "hydra"),
         "hydra.job.chdir": False,

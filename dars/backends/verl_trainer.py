@@ -287,11 +287,16 @@ class DarsRayTrainer(RayPPOTrainer):
             scores = sequence_scores(out).astype(int)
             lengths = compute_response_mask(out).sum(-1).tolist()
             preds = out.non_tensor_batch.get("pred")
+            texts = None
+            if self.config.dars.save_responses:
+                texts = self.tokenizer.batch_decode(out.batch["responses"], skip_special_tokens=True)
             for j, p in enumerate(problems):
                 rows = range(j * val.n, (j + 1) * val.n)  # repeat(interleave=True) keeps prompt order
                 p["scores"] = [int(scores[i]) for i in rows]
                 p["response_lengths"] = [int(lengths[i]) for i in rows]
                 p["preds"] = [str(preds[i]) if preds is not None else "" for i in rows]
+                if texts is not None:
+                    p["responses"] = [texts[i] for i in rows]
             records += problems
         summary = summarize(records, val.n, self.config.dars.max_k)
         self.runlog.log_eval(self.global_steps, records, {
