@@ -166,3 +166,6 @@ def test_multi_node_ranks_share_one_ray_cluster(tmp_path, cache_dir):
     wrong = subprocess.run(args, env={**base, "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0"},
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2 and "backend.nnodes=2 but this job has 1 node" in wrong.stderr
+    wrong = subprocess.run([a for a in args if a != "backend.nnodes=2"], env={**base, "SLURM_NODEID": "1"}, cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)  # hydra.launcher.nodes=2 set by hand
+    assert wrong.returncode == 2 and "set backend.nnodes=2" in wrong.stderr

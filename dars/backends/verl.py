@@ -226,9 +226,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     b = cfg.backend
     check(cfg)
-    rank = int(os.environ.get("SLURM_NODEID", os.environ.get("SLURM_PROCID", 0)) or 0) if b.nnodes > 1 else 0
+    nodes = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", 1)))
+    rank = int(os.environ.get("SLURM_NODEID", os.environ.get("SLURM_PROCID", 0)) or 0)
+    if b.nnodes == 1 and nodes > 1 and "SLURM_NODEID" in os.environ:
+        raise ConfigError(f"this job has {nodes} nodes but backend.nnodes=1, so every node would start the same "
+                          f"run; set backend.nnodes={nodes} (hydra/launcher=slurm then asks for that many nodes)")
     if b.nnodes > 1:
-        nodes = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", 1)))
         if nodes != b.nnodes:
             raise ConfigError(f"backend.nnodes={b.nnodes} but this job has {nodes} node(s); submit with "
                               f"hydra/launcher=slurm (it asks Slurm for backend.nnodes nodes)")
