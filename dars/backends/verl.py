@@ -293,6 +293,10 @@ def _check_verl_and_gpus(b: DictConfig) -> None:
         raise ConfigError("backend=verl needs verl 0.9.1 with vLLM on a GPU machine: "
                           "pip install -e '.[verl]' there (README: Paper scale); on a CPU machine use "
                           "backend=embedded, or backend.dry_run=true to only write the verl command")
+    if importlib.util.find_spec("flash_attn") is None:  # verl's FSDP actor loads models with flash_attention_2
+        raise ConfigError("backend=verl trains with flash-attention 2, which is not installed: "
+                          "pip install flash-attn==2.8.3 --no-build-isolation (the version verl's [fsdp] extra "
+                          "pins; it builds against the installed torch), or use verl's docker image")
     import torch
 
     have = torch.cuda.device_count()
