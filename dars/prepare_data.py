@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 from dars.verl_data import DataError, ground_truth_text, validate_verl_parquet, write_verl_parquet

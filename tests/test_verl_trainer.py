@@ -57,10 +57,13 @@ class FakeRolloutManager:
         b = len(gen_batch)
         self.calls.append(b)
         scores, lengths = [], []
+        # response k of a prompt: counted across a training step's two stages (same uid), but afresh in
+        # every validation (stable problem ids), so a resumed run validates exactly like the original
+        seen = {} if gen_batch.meta_info.get("validate") else self.seen
         for i in range(b):
             uid = gen_batch.non_tensor_batch["uid"][i]
-            k = self.seen.get(uid, 0)
-            self.seen[uid] = k + 1
+            k = seen.get(uid, 0)
+            seen[uid] = k + 1
             prompt = int(gen_batch.non_tensor_batch["extra_info"][i]["index"])
             scores.append(float(self.correct_fn(prompt, k)))
             lengths.append(1 + (prompt + k) % self.response_len)
@@ -108,6 +111,13 @@ class FakeActorWorkerGroup:
         zeros = td["input_ids"].to(torch.float32) * 0.0  # nested (no-padding) layout, as the engine
         return tu.get_tensordict({"log_probs": zeros - 0.5, "entropy": zeros + 1.25},
                                  non_tensor_dict={"metrics": {"mfu": 0.0}})
+
+    def save_checkpoint(self, local_path, hdfs_path=None, global_step=0, max_ckpt_to_keep=None):
+        Path(local_path).mkdir(parents=True, exist_ok=True)  # the weights would go here
+        (Path(local_path) / "step").write_text(str(global_step))
+
+    def load_checkpoint(self, local_path, del_local_after_load=False):
+        self.loaded_from = int((Path(local_path) / "step").read_text())
 
     def update_actor(self, td: TensorDict) -> TensorDict:
         self.updates.append(td)
@@ -234,11 +244,11 @@ def test_full_batch_update_is_one_mini_batch_of_the_real_rows():
 
 
 # ---------------------------------------------------------------- the loop, on the translated config
-@pytest.fixture(scope="module")
-def verl_run(tmp_path_factory):
-    """fit() for a few steps: verl config composed from dars' translation (tiny preset, DARS-ET),
-    real RLHFDataset + dataloader over the synthetic task written as verl parquet."""
+def fit_tiny(run_dir, extra: list[str] = ()):
+    """fit() on a verl config composed from dars' translation (tiny preset, DARS-ET) with the real
+    RLHFDataset + dataloader over the synthetic task written as verl parquet; fakes for the GPU parts."""
     from omegaconf import OmegaConf
+    from verl.trainer.ppo.ray_trainer import Role
     from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler
     from verl.utils.dataset.rl_dataset import collate_fn
 
@@ -248,11 +258,9 @@ def verl_run(tmp_path_factory):
 
     from test_verl_backend import compose_dars
 
-    run_dir = tmp_path_factory.mktemp("verl_run")
     cfg = compose_dars(["experiment=dars_et", "preset=tiny", "backend=verl", "train.batch_size=5", "scale.n_val=4",
                         "train.total_steps=3", "train.test_freq=2", "train.save_freq=0", "data.train_per_level=4",
-                        "eval.save_responses=true",
-                        "data.val_per_level=2", "model.path=/unused"])
+                        "eval.save_responses=true", "data.val_per_level=2", "model.path=/unused", *extra])
     inputs = backend.prepare_inputs(cfg, run_dir)
     overrides = [o for o in backend.verl_overrides(cfg, run_dir, **inputs) if not o.startswith("hydra.")]
     GlobalHydra.instance().clear()
@@ -264,7 +272,6 @@ def verl_run(tmp_path_factory):
     tok.chat_template = NO_TEMPLATE_CHAT_TEMPLATE
     train = create_rl_dataset(vcfg.data.train_files, vcfg.data, tok, None, is_train=True)
     val = create_rl_dataset(vcfg.data.val_files, vcfg.data, tok, None, is_train=False)
-    from verl.trainer.ppo.ray_trainer import Role
 
     def correct(prompt, k):  # easy prompts always right (filtered), the rest partly
         return prompt % 5 == 0 or (prompt % 5 != 4 and k % (prompt % 5 + 1) == 0)
@@ -276,6 +283,13 @@ def verl_run(tmp_path_factory):
     trainer.checkpoint_manager = FakeCheckpointManager(trainer.async_rollout_manager)
     trainer.actor_rollout_wg = FakeActorWorkerGroup(dp=1)
     trainer.fit()
+    return cfg, trainer
+
+
+@pytest.fixture(scope="module")
+def verl_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("verl_run")
+    cfg, trainer = fit_tiny(run_dir)
     return run_dir, cfg, trainer
 
 
@@ -333,3 +347,22 @@ def test_verl_loss_mode_is_the_dars_normaliser_with_padding_rows():
     w = torch.as_tensor(token_weights(lengths.numpy(), "dars", L), dtype=torch.float32)
     dars_value = ((loss[:real] * mask[:real]).sum(-1) * w).sum()
     torch.testing.assert_close(verl_value, dars_value)
+
+
+def test_a_killed_run_resumes_to_the_same_metrics(verl_run, tmp_path):
+    """Stop after the step-2 checkpoint, start again with the full step count: verl's checkpoint
+    (dataloader position) and dars' truncation give the uninterrupted run's metrics.jsonl and eval/."""
+    from dars.runlog import read_jsonl
+
+    full_dir = verl_run[0]
+    fit_tiny(tmp_path, ["train.total_steps=2", "train.save_freq=2"])  # "killed" right after saving step 2
+    _, resumed = fit_tiny(tmp_path, ["train.save_freq=2"])
+    assert resumed.actor_rollout_wg.loaded_from == 2 and len(resumed.actor_rollout_wg.updates) == 1
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+    assert strip(read_jsonl(tmp_path / "metrics.jsonl")) == strip(read_jsonl(full_dir / "metrics.jsonl"))
+    assert [s["step"] for s in read_jsonl(tmp_path / "eval/summary.jsonl")] == [0, 2, 3]
+    for step in (0, 2, 3):
+        assert (tmp_path / f"eval/step_{step}.jsonl").read_text() == (full_dir / f"eval/step_{step}.jsonl").read_text()

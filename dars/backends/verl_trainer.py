@@ -338,8 +338,10 @@ class DarsRayTrainer(RayPPOTrainer):
         self._optim_total = done[-1]["optim/total"] if done else 0
 
         evaluated = {s["step"] for s in self.runlog.eval_summaries()}
-        if cfg.trainer.val_before_train and self.global_steps == 0 and 0 not in evaluated:
-            tracker.log(data=self._validate(), step=0)
+        due = (self.global_steps == 0 and cfg.trainer.val_before_train) or (
+            self.global_steps > 0 and cfg.trainer.test_freq > 0 and self.global_steps % cfg.trainer.test_freq == 0)
+        if due and self.global_steps not in evaluated:  # also a validation a kill cut off after its checkpoint
+            tracker.log(data=self._validate(), step=self.global_steps)
 
         total = self.total_training_steps
         bar = tqdm(total=total, initial=self.global_steps, desc=cfg.trainer.experiment_name, unit="step")
@@ -373,7 +375,6 @@ class DarsTaskRunner(BaseTaskRunner):
     """verl's task runner with our trainer (the stock ``TaskRunner.run`` hard-codes RayPPOTrainer)."""
 
     def run(self, config):
-        from omegaconf import OmegaConf
         from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler, need_critic, need_reference_policy
         from verl.utils.config import omega_conf_to_dataclass, validate_config
         from verl.utils.dataset.rl_dataset import collate_fn
