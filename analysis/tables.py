@@ -207,6 +207,15 @@ def _best_mask(df: pd.DataFrame, scale: float, digits: int) -> pd.DataFrame:
     return mask
 
 
+def _bold_best(cells: dict, df: pd.DataFrame, digits, scale, fmt: str) -> None:
+    """Wrap each column's best value (as displayed) in ``fmt`` (e.g. ``**{}**``), in place."""
+    for col in df.columns:
+        sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
+        dg = digits.get(col, 1) if isinstance(digits, dict) else digits
+        best = _best_mask(df[[col]], sc, dg)[col].tolist()
+        cells[col] = [fmt.format(c) if b else c for c, b in zip(cells[col], best)]
+
+
 def _cells(df: pd.DataFrame, digits, scale, partial: pd.DataFrame | None):
     out = {}
     for col in df.columns:
@@ -233,11 +242,7 @@ def to_markdown(
     """A GitHub-flavoured Markdown table (numbers scaled and rounded; best per column bold)."""
     cells = _cells(df, digits, scale, partial)
     if bold_best:
-        for col in df.columns:
-            sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
-            dg = digits.get(col, 1) if isinstance(digits, dict) else digits
-            best = _best_mask(df[[col]], sc, dg)[col].tolist()
-            cells[col] = [f"**{c}**" if b else c for c, b in zip(cells[col], best)]
+        _bold_best(cells, df, digits, scale, "**{}**")
     header = "| " + " | ".join([first_header] + [str(c) for c in df.columns]) + " |"
     sep = "|" + "|".join(["---"] + ["---:"] * len(df.columns)) + "|"
     lines = [header, sep]
@@ -266,11 +271,7 @@ def to_latex(
     cells = _cells(df, digits, scale, partial)
     cells = {c: [v.replace("–", "--").replace("*", "$^*$") for v in vals] for c, vals in cells.items()}
     if bold_best:
-        for col in df.columns:
-            sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
-            dg = digits.get(col, 1) if isinstance(digits, dict) else digits
-            best = _best_mask(df[[col]], sc, dg)[col].tolist()
-            cells[col] = [f"\\textbf{{{c}}}" if b else c for c, b in zip(cells[col], best)]
+        _bold_best(cells, df, digits, scale, "\\textbf{{{}}}")
     lines = ["\\begin{table}[t]", "\\centering"]
     if caption:
         lines.append(f"\\caption{{{_tex_escape(caption)}}}")

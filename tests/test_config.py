@@ -1,25 +1,14 @@
 """Every experiment x preset composes and validates; bad configs fail before any work with one
 clear message, a non-zero exit and no run directory left behind."""
 
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 
 from dars.config import ConfigError, validate  # also registers the run-name resolver
 
-from conftest import ROOT, run_dars
+from conftest import ROOT, compose_config, run_dars
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (ROOT / "conf/preset").glob("*.yaml"))
-
-
-def compose_cfg(overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        return cfg
 
 
 def test_catalogue_is_the_seven_paper_rows():
@@ -32,7 +21,7 @@ def test_catalogue_is_the_seven_paper_rows():
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_and_preset_composes(experiment, preset, tmp_path, paper_data):
     extra = [] if preset == "tiny" else [f"model.path={tmp_path}", f"paths.data_dir={paper_data}"]
-    cfg = compose_cfg([f"experiment={experiment}", f"preset={preset}", *extra])
+    cfg = compose_config([f"experiment={experiment}", f"preset={preset}", *extra])
     validate(cfg)
     s, a, t = cfg.scale, cfg.algorithm, cfg.train
     assert cfg.experiment_name == experiment
@@ -55,10 +44,10 @@ def test_every_experiment_and_preset_composes(experiment, preset, tmp_path, pape
 
 
 def test_paper_preset_values():
-    cfg = compose_cfg(["experiment=dars_hw_breadth", "preset=qwen2.5-math-1.5b", "model.path=/x"])
+    cfg = compose_config(["experiment=dars_hw_breadth", "preset=qwen2.5-math-1.5b", "model.path=/x"])
     assert (cfg.train.batch_size, cfg.rollout.n, cfg.algorithm.n_max, cfg.train.lr) == (3072, 8, 64, 5e-6)
     assert (cfg.train.total_steps, cfg.rollout.max_response_length, cfg.eval.n_val) == (86, 3072, 128)
-    cfg = compose_cfg(["experiment=dars_et_breadth", "preset=llama-3.1-8b", "model.path=/x"])
+    cfg = compose_config(["experiment=dars_et_breadth", "preset=llama-3.1-8b", "model.path=/x"])
     assert (cfg.rollout.n, cfg.algorithm.n_max, cfg.train.lr, cfg.train.total_steps) == (16, 32, 1e-6, 120)
 
 
@@ -87,7 +76,7 @@ def test_unknown_experiment_lists_the_choices(tmp_path, cache_dir):
 
 
 def test_validate_raises_config_error_directly():
-    cfg = compose_cfg(["rollout.temperature=0"])
+    cfg = compose_config(["rollout.temperature=0"])
     with pytest.raises(ConfigError, match="temperature"):
         validate(cfg)
 

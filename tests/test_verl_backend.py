@@ -18,25 +18,16 @@ require_verl()
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from dars.backends import verl as backend  # noqa: E402
 from dars.config import validate  # noqa: E402  (also registers the run-name resolver)
 from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE  # noqa: E402
 
-from conftest import FAST, ROOT, run_dars  # noqa: E402
+from conftest import FAST, ROOT, compose_config, run_dars  # noqa: E402
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (ROOT / "conf/preset").glob("*.yaml"))
-
-
-def compose_dars(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 def compose_verl(overrides: list[str]):
@@ -53,7 +44,7 @@ def test_every_experiment_and_preset_is_a_valid_verl_config(experiment, preset, 
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-    cfg = compose_dars([f"experiment={experiment}", f"preset={preset}", "backend=verl",
+    cfg = compose_config([f"experiment={experiment}", f"preset={preset}", "backend=verl",
                         f"paths.data_dir={paper_data}", f"model.path={tmp_path}"])
     validate(cfg)
     backend.check(cfg)
@@ -100,7 +91,7 @@ def test_every_experiment_and_preset_is_a_valid_verl_config(experiment, preset, 
 
 def test_paper_grid_numbers():
     """A few of docs/algorithm.md §10's numbers, end to end through the translation."""
-    cfg = compose_dars(["experiment=dars_hw_breadth", "preset=qwen2.5-math-1.5b", "backend=verl", "model.path=/m"])
+    cfg = compose_config(["experiment=dars_hw_breadth", "preset=qwen2.5-math-1.5b", "backend=verl", "model.path=/m"])
     ov = dict(o.split("=", 1) for o in backend.verl_overrides(
         cfg, "/runs/x", model_path="/m", train_file="/d/t.parquet", val_file="/d/v.parquet", use_template=True))
     assert ov["data.train_batch_size"] == "3072" and ov["dars.n_max"] == "64" and ov["dars.schedule"] == "hw"

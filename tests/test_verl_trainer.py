@@ -31,7 +31,7 @@ from verl.utils import tensordict_utils as tu  # noqa: E402
 from dars import schedules  # noqa: E402
 from dars.backends.verl_trainer import PAD_UID, DarsRayTrainer, uid_groups  # noqa: E402
 
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, compose_config  # noqa: E402
 
 N = 8
 # stage-1 correct answers out of n for each of five prompts: hard ... all-correct
@@ -256,9 +256,7 @@ def fit_tiny(run_dir, extra: list[str] = ()):
     from dars.model import build_char_tokenizer
     from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE
 
-    from test_verl_backend import compose_dars
-
-    cfg = compose_dars(["experiment=dars_et", "preset=tiny", "backend=verl", "train.batch_size=5", "scale.n_val=4",
+    cfg = compose_config(["experiment=dars_et", "preset=tiny", "backend=verl", "train.batch_size=5", "scale.n_val=4",
                         "train.total_steps=3", "train.test_freq=2", "train.save_freq=0", "data.train_per_level=4",
                         "eval.save_responses=true", "data.val_per_level=2", "model.path=/unused", *extra])
     inputs = backend.prepare_inputs(cfg, run_dir)

@@ -184,8 +184,8 @@ def _cpus_for_ray() -> int:
 # ---------------------------------------------------------------- inputs on disk
 def prepare_inputs(cfg: DictConfig, run_dir: Path) -> dict:
     """Model path and verl-format data files for the run (the synthetic task is written as parquet
-    into the run directory; parquet data is validated before anything starts)."""
-    from dars.verl_data import problems_to_verl_rows, validate_verl_parquet, write_verl_parquet
+    into the run directory)."""
+    from dars.verl_data import problems_to_verl_rows, write_verl_parquet
 
     if cfg.model.get("path"):
         model_path = str(Path(cfg.model.path).expanduser())
@@ -206,10 +206,8 @@ def prepare_inputs(cfg: DictConfig, run_dir: Path) -> dict:
             write_verl_parquet(problems_to_verl_rows(problems, split=split), path)
             files[split] = str(path)
         use_template = False  # the synthetic prompts are raw text, as the embedded backend sees them
-    else:
+    else:  # parquet: dars.config.validate has checked every row already
         files = {"train": str(Path(d.train_file).expanduser()), "val": str(Path(d.val_file).expanduser())}
-        for path in files.values():
-            validate_verl_parquet(path, allow_invalid_rows=bool(d.get("allow_invalid_rows", False)))
         use_template = bool(d.use_template)
     return {"model_path": model_path, "train_file": files["train"], "val_file": files["val"],
             "use_template": use_template}
@@ -224,8 +222,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from dars.runlog import RunLog
 
     run_dir = Path(run_dir)
-    b = cfg.backend
-    check(cfg)
+    b = cfg.backend  # dars.run has run validate() and check() already
     nodes = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", 1)))
     rank = int(os.environ.get("SLURM_NODEID", os.environ.get("SLURM_PROCID", 0)) or 0)
     if b.nnodes == 1 and nodes > 1 and "SLURM_NODEID" in os.environ:

@@ -45,7 +45,7 @@ from verl.workers.utils.padding import left_right_2_no_padding
 from dars import algorithm as algo
 from dars.evaluate import summarize
 from dars.metrics import entropy_means
-from dars.runlog import RunLog
+from dars.runlog import RunLog, read_jsonl
 
 log = logging.getLogger("dars.verl")
 
@@ -333,7 +333,7 @@ class DarsRayTrainer(RayPPOTrainer):
         self.checkpoint_manager.update_weights(self.global_steps)
         self.runlog = RunLog(Path(cfg.dars.run_dir))
         self.runlog.truncate_after(self.global_steps)  # a resumed run recomputes what came after
-        done = [r for r in self._read_metrics() if r["step"] <= self.global_steps]
+        done = read_jsonl(self.runlog.metrics_path)
         self._samples_seen = done[-1]["samples/seen"] if done else 0
         self._optim_total = done[-1]["optim/total"] if done else 0
 
@@ -364,12 +364,6 @@ class DarsRayTrainer(RayPPOTrainer):
                     bar.close()
                     return
         bar.close()
-
-    def _read_metrics(self) -> list[dict]:
-        from dars.runlog import read_jsonl
-
-        return read_jsonl(self.runlog.metrics_path)
-
 
 class DarsTaskRunner(BaseTaskRunner):
     """verl's task runner with our trainer (the stock ``TaskRunner.run`` hard-codes RayPPOTrainer)."""
