@@ -6,16 +6,20 @@ read for interoperability: the seed code's ``val_generations/<step>.json`` dumps
 
 Entry points::
 
-    python -m analysis.regenerate <sweep-or-run-dir> [...] --out <dir>   # everything
+    python -m analysis.regenerate <sweep-or-run-dir> [...] --out <dir>   # everything, claims too
     python -m analysis.tables     <dirs> --out <dir>                     # tables only
     python -m analysis.figures    [<dirs>] --out <dir>                   # figures only
     python -m analysis.seed_compat <val_generations/<step>.json>         # seed's analysis_results.py
     python -m analysis.runs       <dirs>                                 # list what was found
 
 Modules: :mod:`analysis.metrics` (pure numeric functions), :mod:`analysis.readers` (file
-formats), :mod:`analysis.runs` (discovery), :mod:`analysis.core` (the computed results),
-:mod:`analysis.tables`, :mod:`analysis.figures`, :mod:`analysis.analytic`, :mod:`analysis.style`,
-:mod:`analysis.seed_compat`, :mod:`analysis.synthetic` (fixture/benchmark run generator).
+formats), :mod:`analysis.runs` (discovery), :mod:`analysis.labels` (seed groups),
+:mod:`analysis.core` (the computed results), :mod:`analysis.paired` (paired differences between
+seed groups), :mod:`analysis.claims` (the claims table; the paper's claims are data in
+``analysis/paper_claims.yaml``), :mod:`analysis.tables`, :mod:`analysis.figures`,
+:mod:`analysis.analytic`, :mod:`analysis.style`, :mod:`analysis.seed_compat`,
+:mod:`analysis.synthetic` (fixture/benchmark run generator). The statistics of the paired
+differences are :mod:`dars.stats`.
 """
 
 from analysis.metrics import (  # noqa: F401

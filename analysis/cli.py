@@ -43,16 +43,22 @@ def add_analysis_args(ap: argparse.ArgumentParser) -> None:
         "--label", action="append", type=_label_pair, default=[], metavar="PATTERN=LABEL",
         help="name the row/line of the runs matching PATTERN (run directory name, path or "
         "experiment name; exact match first, then shell glob). Runs given the same label are "
-        "pooled (e.g. seeds: mean over runs). Repeatable. Example: --label dars_et=DARS-ET",
+        "pooled and treated as seeds of one group. Repeatable. Example: --label dars_et=DARS-ET",
     )
     g.add_argument(
         "--labels", metavar="FILE",
         help="YAML or JSON mapping PATTERN: LABEL (same meaning as --label; --label wins)",
     )
     g.add_argument(
-        "--pool-seeds", action="store_true",
-        help="default label = run name without its '-s<seed>' part, so seeds of the same "
-        "configuration form one pooled row (default: one row per run)",
+        "--pool-seeds", action="store_true", default=True,
+        help="the default: runs that differ only in their seed (run name without its "
+        "'-s<seed>' part) form one label: one pooled row, one line with a band over seeds, one "
+        "seed group in the claims and paired deltas",
+    )
+    g.add_argument(
+        "--per-seed", "--no-pool-seeds", dest="pool_seeds", action="store_false",
+        help="one label per run instead (seeds shown separately; the claims then compare "
+        "single runs)",
     )
     g.add_argument(
         "--exclude", action="append", default=[], metavar="GLOB",
@@ -130,8 +136,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
     )
 
 
-def print_report(a: Analysis, out: TextIO, show_table: bool = True) -> None:
-    """Main table + what was skipped and why + per-run notes."""
+def print_report(a: Analysis, out: TextIO, show_table: bool = True, after_table: str = "") -> None:
+    """Main table (+ ``after_table``, e.g. the claims table) + what was skipped and why +
+    per-run notes."""
     from analysis.tables import _footnote, main_table, to_markdown
 
     if show_table and a.has_eval:
@@ -139,6 +146,8 @@ def print_report(a: Analysis, out: TextIO, show_table: bool = True) -> None:
         print(_footnote(a), file=out)
     elif show_table:
         print("No evaluation results to tabulate.", file=out)
+    if show_table and after_table:
+        print(after_table.rstrip() + "\n", file=out)
     print(f"Runs analysed: {len(a.runs)}", file=out)
     for lab, path, notes in a.run_notes():
         if notes:

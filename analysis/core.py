@@ -1,7 +1,8 @@
 """Everything the tables and figures show, computed once from the run directories.
 
 :func:`analyse` discovers the runs, groups them into *labels* (the rows of the tables and the
-lines of the figures; runs sharing a label are pooled, e.g. seeds), reads every validation
+lines of the figures; by default the runs that differ only in their seed, see
+:mod:`analysis.labels`; runs sharing a label are pooled), reads every validation
 checkpoint (trajectories), picks the checkpoint each run is judged at, and computes per-problem
 Avg/Pass@k/maj@k there with bootstrap CIs. The result is an :class:`Analysis` of tidy pandas
 DataFrames, which :mod:`analysis.tables` and :mod:`analysis.figures` only format.
@@ -9,7 +10,6 @@ DataFrames, which :mod:`analysis.tables` and :mod:`analysis.figures` only format
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import time
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.labels import assign_labels, excluded
 from analysis.metrics import (
     avg_per_problem,
     bootstrap_ci,
@@ -54,7 +55,7 @@ class Options:
     level: float = 0.95
     labels: dict[str, str] = field(default_factory=dict)  # pattern -> label
     exclude: list[str] = field(default_factory=list)  # run-name/path globs to leave out
-    pool_seeds: bool = False
+    pool_seeds: bool = True  # runs differing only in seed share a label (analysis.labels)
     exclude_sources: tuple[str, ...] = EXCLUDED_SOURCES
     maj: bool = True
     order: list[str] | None = None
@@ -82,6 +83,9 @@ class Analysis:
     checkpoints: pd.DataFrame  # label, run, step, how
     cost: pd.DataFrame  # one row per run
     timings: dict[str, float] = field(default_factory=dict)
+    # run path -> (per-problem values at its judged checkpoint, their (metric, k) columns), as
+    # problem_matrix gives them; what the paired differences (analysis.paired) are built from
+    problems: dict[str, tuple[pd.DataFrame, list[tuple[str, int]]]] = field(default_factory=dict)
 
     def run_notes(self) -> list[tuple[str, str, list[str]]]:
         return [(self.run_label.get(str(r.path), r.name), str(r.path), r.notes) for r in self.runs]
@@ -103,60 +107,6 @@ class Analysis:
 def _workers() -> int:
     """Threads for file parsing (pyarrow and numpy release the GIL)."""
     return max(1, min(8, os.cpu_count() or 1))
-
-
-# --------------------------------------------------------------------------------------------
-# labels
-# --------------------------------------------------------------------------------------------
-
-
-def _strip_seed(name: str) -> str:
-    return re.sub(r"-s\d+(?=-|$)", "", name, count=1)
-
-
-def assign_labels(runs: list[Run], opts: Options) -> dict[str, str]:
-    """run path -> label. User patterns (``--label``) first, matched against run name, path,
-    experiment (exact, then glob); then the default: the experiment name when it is unique among
-    the runs (or ``--pool-seeds``), else the run directory name (with the parent folder added if
-    two runs share a name)."""
-    out: dict[str, str] = {}
-    by_exp: dict[str, int] = {}
-    for r in runs:
-        key = _strip_seed(r.name) if opts.pool_seeds else r.experiment
-        by_exp[key] = by_exp.get(key, 0) + 1
-    names: dict[str, int] = {}
-    for r in runs:
-        names[r.name] = names.get(r.name, 0) + 1
-    for r in runs:
-        cands = [r.name, str(r.path), r.experiment]
-        label = None
-        for pat, lab in opts.labels.items():  # exact first
-            if pat in cands:
-                label = lab
-                break
-        if label is None:
-            for pat, lab in opts.labels.items():
-                if any(fnmatch.fnmatchcase(c, pat) for c in cands):
-                    label = lab
-                    break
-        if label is None:
-            if opts.pool_seeds:
-                base = _strip_seed(r.name)
-                label = r.experiment if base == r.experiment or r.kind == "dump" else base
-            elif by_exp.get(r.experiment, 0) == 1:
-                label = r.experiment
-            elif names[r.name] > 1:
-                label = f"{r.path.parent.name}/{r.name}"
-            else:
-                label = r.name
-        out[str(r.path)] = label
-    return out
-
-
-def _excluded(run: Run, patterns: list[str]) -> bool:
-    return any(
-        fnmatch.fnmatchcase(c, p) for p in patterns for c in (run.name, str(run.path), run.experiment)
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,7 +404,7 @@ def analyse(
     found, notes = discover([Path(d) for d in dirs])
     timings = {"discover": time.perf_counter() - t0}
     if opts.exclude:
-        left = [r for r in found if not _excluded(r, opts.exclude)]
+        left = [r for r in found if not excluded(r, opts.exclude)]
         if len(left) < len(found):
             notes.append(f"left out {len(found) - len(left)} run(s) matching --exclude")
         found = left
@@ -587,6 +537,7 @@ def analyse(
     per_label_cols: dict[str, list[tuple[str, int]]] = {}
     per_label_steps: dict[str, list[int]] = {}
     cost_rows = []
+    problems: dict[str, tuple[pd.DataFrame, list[tuple[str, int]]]] = {}
 
     def judge(r: Run):
         rt = trajectory[trajectory["run"] == str(r.path)]
@@ -619,6 +570,7 @@ def analyse(
                      & (rt["k"] == K)]
             pass_k = float(sel["value"].iloc[0]) if len(sel) else np.nan
             mat, cols = mc
+            problems[str(r.path)] = mc
             per_label_frames.setdefault(lab, []).append(mat)
             prev = per_label_cols.get(lab)
             if prev is None or len(cols) < len(prev):
@@ -638,9 +590,13 @@ def analyse(
     res_rows = []
     all_sources: dict[str, None] = {}  # ordered: benchmarks in the order the runs list them
     for lab in label_order:
-        mats = per_label_frames.get(lab)
+        mats, steps = per_label_frames.get(lab), per_label_steps.get(lab, [])
         if not mats:
             continue
+        if 0 in steps and max(steps) > 0:  # a run killed before training is no trained seed
+            notes.append(f"{lab}: {steps.count(0)} run(s) judged at step 0 (not trained yet) "
+                         "left out of its pooled results")
+            mats, steps = [m for m, s in zip(mats, steps) if s], [s for s in steps if s]
         cols = per_label_cols[lab]
         if len(mats) == 1:
             pooled = mats[0].iloc[:, : len(cols)]
@@ -662,7 +618,6 @@ def analyse(
         s = summarize(vals, codes, len(order))
         ci = bootstrap_ci(vals, codes, len(order), n_boot=opts.n_boot, seed=opts.seed,
                           level=opts.level) if opts.n_boot > 0 else None
-        steps = per_label_steps[lab]
         step_val = steps[0] if len(set(steps)) == 1 else np.nan
         for j, (metric, k) in enumerate(cols):
             kk = k if metric != "avg" else (K or 0)
@@ -707,6 +662,7 @@ def analyse(
         checkpoints=checkpoints,
         cost=cost,
         timings=timings,
+        problems=problems,
     )
 
 

@@ -4,12 +4,14 @@
 2. ``fig2_rollouts``: rollouts per prompt (stage 1, stage 2, total) and stage-2 rollouts per step.
 3. ``fig3_pass1_passk``: Pass@1 vs Pass@K over checkpoints, arrows in time order.
 4. ``fig4_passk_curves``: Pass@k for k = 1..K (log2 axis) at the judged checkpoint, per
-   benchmark and overall, with bootstrap CI bands.
+   benchmark and overall; band: min-max over seeds (one run: bootstrap CI over problems).
 5. ``fig5_advantage``: analytic cumulative advantage vs accuracy, GRPO and the ET/HW targets.
 6. ``fig6_expected_rollouts``: analytic expected rollouts per prompt vs true solve rate.
 7. ``fig7_train_accuracy``: stage-1 training accuracy and group outcome fractions vs step.
 
-Every line carries its label (``Line2D.get_label()``) so the plotted data can be read back.
+A label with several runs (by default the seeds of one configuration) is drawn as the mean over
+its runs with a band over them (min-max; figure 3: error bars). Every line carries its label
+(``Line2D.get_label()``) so the plotted data can be read back.
 ``python -m analysis.figures [dirs] --out <dir>`` writes them under ``<dir>/figures``; with no
 directories only the analytic figures 5 and 6 are drawn.
 """
@@ -169,19 +171,32 @@ def fig7_train_accuracy(a: Analysis, x: str = "step", window: int = 1):
     return _plot_training_panels(a, panels, x, window, ncols=2, height=2.1)
 
 
+TRAJ_COLUMNS = ["step", "pass1", "passK", "pass1_lo", "pass1_hi", "passK_lo", "passK_hi",
+                "n_runs"]
+
+
 def trajectory_points(a: Analysis, label: str) -> pd.DataFrame:
-    """step, pass1, passK of one label over its checkpoints (mean over pooled runs, at steps
-    every run of the label has). Exactly what figure 3 plots."""
+    """step, pass1, passK of one label over its checkpoints: mean over its runs (seeds) at the
+    steps every run has, with the min and max over the runs (``*_lo``, ``*_hi``) and their
+    number. A run evaluated only at step 0 (killed before training) is left out of a label
+    whose other runs trained. Exactly what figure 3 plots."""
     t = a.trajectory
     t = t[(t["label"] == label) & (t["benchmark"] == ALL) & (t["metric"] == "pass")]
     if t.empty:
-        return pd.DataFrame(columns=["step", "pass1", "passK"])
+        return pd.DataFrame(columns=TRAJ_COLUMNS)
+    last = t.groupby("run")["step"].max()
+    if (last > 0).any():
+        t = t[t["run"].isin(last.index[last > 0])]
     n_runs = t["run"].nunique()
-    p1 = t[t["k"] == 1].groupby("step")["value"].agg(["mean", "count"])
-    pk = t[t["k"] == a.K].groupby("step")["value"].agg(["mean", "count"])
-    df = pd.DataFrame({"pass1": p1["mean"], "passK": pk["mean"], "n1": p1["count"], "nk": pk["count"]})
+    aggs = ["mean", "count", "min", "max"]
+    p1 = t[t["k"] == 1].groupby("step")["value"].agg(aggs)
+    pk = t[t["k"] == a.K].groupby("step")["value"].agg(aggs)
+    df = pd.DataFrame({"pass1": p1["mean"], "passK": pk["mean"], "n1": p1["count"],
+                       "nk": pk["count"], "pass1_lo": p1["min"], "pass1_hi": p1["max"],
+                       "passK_lo": pk["min"], "passK_hi": pk["max"]})
     df = df[(df["n1"] == n_runs) & (df["nk"] == n_runs)].dropna(subset=["pass1", "passK"])
-    return df.reset_index()[["step", "pass1", "passK"]]
+    df["n_runs"] = n_runs
+    return df.reset_index()[TRAJ_COLUMNS]
 
 
 def fig3_pass1_passk(a: Analysis):
@@ -196,6 +211,15 @@ def fig3_pass1_passk(a: Analysis):
         st = styles[lab]
         x, y = pts["pass1"].to_numpy(), pts["passK"].to_numpy()
         ax.plot(x, y, marker="o", label=lab, **st)
+        if pts["n_runs"].max() > 1:
+            # the band over seeds: min-max error bars in both coordinates (clipped at 0:
+            # the mean of equal values can exceed their max by rounding)
+            def arms(mid, lo, hi):
+                return np.clip([mid - lo.to_numpy(), hi.to_numpy() - mid], 0, None)
+
+            ax.errorbar(x, y, xerr=arms(x, pts["pass1_lo"], pts["pass1_hi"]),
+                        yerr=arms(y, pts["passK_lo"], pts["passK_hi"]), fmt="none",
+                        ecolor=st["color"], elinewidth=0.6, alpha=0.5, label="_band")
         ax.plot(x[:1], y[:1], marker="o", ls="none", mfc="white", mec=st["color"], ms=5,
                 label="_start")
         for i in range(len(x) - 1):
@@ -210,10 +234,44 @@ def fig3_pass1_passk(a: Analysis):
 
 
 def passk_curve(a: Analysis, label: str, benchmark: str) -> pd.DataFrame:
-    """k, value, lo, hi of Pass@k (k = 1..K) at the judged checkpoint. What figure 4 plots."""
+    """k, value, lo, hi of Pass@k (k = 1..K) at the judged checkpoint: the label's value (the
+    mean over its runs) and its band: min-max over the runs' own curves when the label has
+    several runs (seeds), else the bootstrap CI over problems. What figure 4 plots."""
     r = a.results
     r = r[(r["label"] == label) & (r["benchmark"] == benchmark) & (r["metric"] == "pass")]
-    return r.sort_values("k")[["k", "value", "lo", "hi"]].reset_index(drop=True)
+    r = r.sort_values("k")[["k", "value", "lo", "hi"]].reset_index(drop=True)
+    runs = run_passk_curves(a, label, benchmark)
+    if runs.shape[0] > 1 and len(r):
+        ks = r["k"].to_numpy()
+        cols = [k - 1 for k in ks if 0 < k <= runs.shape[1]]
+        if len(cols) == len(ks):
+            with np.errstate(all="ignore"):
+                r["lo"] = np.nanmin(runs[:, cols], axis=0)
+                r["hi"] = np.nanmax(runs[:, cols], axis=0)
+    return r
+
+
+def run_passk_curves(a: Analysis, label: str, benchmark: str) -> np.ndarray:
+    """[runs, K]: each run's own Pass@1..K on ``benchmark`` (``all`` = micro) at its judged
+    checkpoint (missing values skipped; runs judged at step 0 left out when others trained)."""
+    judged = dict(zip(a.checkpoints["run"], a.checkpoints["step"], strict=True))
+    paths = [p for p in a.problems if a.run_label.get(p) == label]
+    if any(judged.get(p, 0) > 0 for p in paths):
+        paths = [p for p in paths if judged.get(p, 0) > 0]
+    curves = []
+    for path in paths:
+        mat, cols = a.problems[path]
+        idx = [j for j, (m, _k) in enumerate(cols) if m == "pass"]
+        vals = mat.iloc[:, idx].to_numpy(np.float64)
+        if benchmark != ALL:
+            vals = vals[mat.index.get_level_values("source") == benchmark]
+        if len(vals):
+            with np.errstate(all="ignore"):
+                curves.append(np.nanmean(vals, axis=0))
+    if not curves:
+        return np.zeros((0, 0))
+    width = min(len(c) for c in curves)
+    return np.stack([c[:width] for c in curves])
 
 
 def fig4_passk_curves(a: Analysis, benchmarks: list[str] | None = None):

@@ -3,9 +3,11 @@
     python -m analysis.regenerate <sweep-or-run-dir> [...more dirs] --out <dir>
 
 Finds every run below the given directories (Hydra multirun layout, single runs, runs copied
-back from a cluster, folders of seed/verl validation dumps), writes ``<out>/tables/*``,
-``<out>/figures/*`` and ``<out>/index.md`` (which embeds them), prints the main table and what
-was skipped and why. Exit status 1 only when nothing could be analysed.
+back from a cluster, folders of seed/verl validation dumps), writes ``<out>/tables/*`` (including
+the claims table ``claims.{md,csv}`` and the paired differences ``paired_deltas.{md,csv}``),
+``<out>/figures/*`` and ``<out>/index.md`` (which embeds them, the claims first), prints the main
+table, the claims table and what was skipped and why. Exit status 1 only when nothing could be
+analysed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from analysis.claims import add_claims_args, claims_from_args, write_claims
 from analysis.cli import add_analysis_args, options_from_args, print_report
 from analysis.core import Analysis, analyse
 from analysis.figures import FIGURES, add_figure_args, write_figures
@@ -26,20 +29,24 @@ from analysis.tables import write_tables
 FIGURE_CAPTIONS = {
     1: "Token-level policy entropy (nats) of the update batch vs training: (a) mean over all "
        "response tokens (`entropy/token_mean`), (b) mean of per-sequence means "
-       "(`entropy/seq_mean`). Pooled runs: mean line, min-max band.",
+       "(`entropy/seq_mean`). Several seeds: mean over seeds, band = min-max over seeds.",
     2: "Rollouts per prompt vs training: (a) stage 1, (b) stage 2 (extra DARS rollouts), "
-       "(c) total, and (d) stage-2 rollouts per training step.",
+       "(c) total, and (d) stage-2 rollouts per training step. Several seeds: mean over seeds, "
+       "band = min-max over seeds.",
     3: "Pass@1 vs Pass@K (overall, micro) over validation checkpoints; arrows follow time, the "
-       "hollow marker is the first checkpoint (the paper's first figure).",
+       "hollow marker is the first checkpoint (the paper's first figure). Several seeds: mean "
+       "over seeds at the steps every seed evaluated, error bars = min-max over seeds.",
     4: "Unbiased Pass@k for k = 1..K (log2 axis) at the judged checkpoint, per benchmark and "
-       "overall (micro), with bootstrap CI bands over problems.",
+       "overall (micro). Several seeds: mean over seeds, band = min-max over seeds; one run: "
+       "band = bootstrap CI over problems.",
     5: "Analytic: cumulative advantage n*S(p) of a group of n=8 rollouts, GRPO without std "
        "(2p(1-p)) and with std (2*sqrt(p(1-p))), the ET target (flat at the peak) and the HW "
        "target (2(1-p)*peak) for p < 0.5; dots: what the integer schedule delivers at p_hat=c/8.",
     6: "Analytic: expected total rollouts per prompt vs the prompt's true solve rate q for n=8: "
        "ET (n_max 32), HW (n_max 64), the pre-August-2025 lookup tables, and plain GRPO.",
     7: "Training accuracy of the stage-1 rollouts (before any filter) and the fraction of "
-       "prompts whose merged group solves none / some / all of its rollouts.",
+       "prompts whose merged group solves none / some / all of its rollouts. Several seeds: "
+       "mean over seeds, band = min-max over seeds.",
 }
 
 
@@ -80,6 +87,12 @@ def write_index(
                  f"{o.seed}, level = {o.level:g}; excluded data sources: "
                  f"{', '.join(o.exclude_sources) or 'none'}.")
         L.append("")
+    if "claims" in tables:  # the verdicts first: what the sweep says about each claim
+        p = tables["claims"]
+        L += ["## Claims", "", p.read_text().rstrip(), "",
+              (f"Files: [{p.name}](tables/{p.name}), [claims.csv](tables/claims.csv), "
+               "[claims_summary.csv](tables/claims_summary.csv)"), ""]
+    if a is not None:
         L += ["## Runs", ""] + _runs_section(a) + [""]
     titles = {
         "main": "Main table (Avg@K per benchmark, overall Avg@K and Pass@K, %)",
@@ -87,6 +100,7 @@ def write_index(
         "pass1": "Pass@1 per benchmark",
         "passk": "Pass@K per benchmark",
         "maj": "Majority vote (maj@K) per benchmark",
+        "paired_deltas": "Paired differences (vs each run's step 0 and vs the baseline)",
         "cost": "Cost",
     }
     for key, title in titles.items():
@@ -129,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-figures", action="store_true", help="tables only")
     ap.add_argument("--quiet", action="store_true", help="print only problems, not the table")
     add_analysis_args(ap)
+    add_claims_args(ap)
     add_figure_args(ap)
     return ap
 
@@ -140,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    claims = claims_from_args(args)
     t0 = time.perf_counter()
     a = analyse(args.dirs, options_from_args(args))
     tables = write_tables(a, out / "tables")
+    if a.has_eval or len(a.training):
+        tables.update(write_claims(a, out / "tables", claims))
     t_tables = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -157,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Note: {n}", file=buf)
     index = write_index(a, out, tables, figures, fig_notes, argv, buf.getvalue())
 
-    print_report(a, sys.stdout, show_table=not args.quiet)
+    claims_text = ("Claims (tables/claims.md)\n\n" + tables["claims"].read_text()
+                   if "claims" in tables else "")
+    print_report(a, sys.stdout, show_table=not args.quiet, after_table=claims_text)
     for n in fig_notes:
         print(f"Note: {n}")
     analysed = bool(a.runs)

@@ -225,12 +225,15 @@ def write_run(
     preset: str = "toy",
     spec: ExperimentSpec | None = None,
     run_name: str | None = None,
+    step0: bool = False,
 ) -> Path:
     """Write one run directory ``root/<experiment>-s<seed>`` and return its path.
 
     ``state="running"`` writes training up to half of ``steps``; ``truncate_metrics`` leaves a
     half-written last line in metrics.jsonl; ``unfinished_eval`` adds an eval/step_<k>.jsonl
-    without its summary line (a validation still being written)."""
+    without its summary line (a validation still being written); ``step0`` also validates the
+    base model before training (``train.val_before_train``; the same model for every
+    experiment), which the claims' ``base`` reference needs."""
     spec = spec or EXPERIMENT_SPECS.get(experiment) or EXPERIMENT_SPECS["baseline"]
     sizes = sizes or SMALL_SIZES
     run = Path(root) / (run_name or f"{experiment}-s{seed}")
@@ -254,7 +257,7 @@ def write_run(
     (run / "metrics.jsonl").write_text(text)
     src, ids, diff = problem_set(sizes)
     summaries = []
-    eval_steps = [s for s in range(eval_every, done + 1, eval_every)]
+    eval_steps = [0] * step0 + [s for s in range(eval_every, done + 1, eval_every)]
     if done == steps and steps not in eval_steps:
         eval_steps.append(steps)
     erng = np.random.default_rng(7 + 31 * seed + sum(map(ord, experiment)))
@@ -370,10 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-val", type=int, default=32, help="samples per problem (default: 32)")
     ap.add_argument("--paper-size", action="store_true",
                     help="the paper's 1560 validation problems instead of 40")
+    ap.add_argument("--no-step0", dest="step0", action="store_false",
+                    help="no validation of the base model before training (default: one at "
+                    "step 0, as the tiny preset; the claims' 'base' reference needs it)")
     args = ap.parse_args(argv)
     sizes = PAPER_SIZES if args.paper_size else SMALL_SIZES
     runs = write_sweep(Path(args.out), args.experiments, args.seeds, steps=args.steps,
-                       eval_every=args.eval_every, n_val=args.n_val, sizes=sizes)
+                       eval_every=args.eval_every, n_val=args.n_val, sizes=sizes,
+                       step0=args.step0)
     print(f"wrote {len(runs)} runs under {args.out}")
     return 0
 

@@ -147,3 +147,71 @@ def write_handmade_run(
 
 def read_step_file(path: Path) -> list[dict]:
     return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+
+
+# --------------------------------------------------------------------------------------------
+# seed groups with planted effects (claims and paired-delta tests)
+# --------------------------------------------------------------------------------------------
+
+PLANTED_N_VAL = 8
+PLANTED_BENCH = (("aime", 9), ("math", 21))  # 30 problems
+
+
+def planted_problems() -> list[tuple[str, str, int]]:
+    """(data_source, id, base correct count) of the planted validation set: counts 2..5, and
+    every fifth problem unsolved by the base model (count 0), so Pass@K can move too."""
+    out, i = [], 0
+    for src, m in PLANTED_BENCH:
+        for j in range(m):
+            out.append((src, f"{src}-{j}", 0 if i % 5 == 4 else 2 + i % 4))
+            i += 1
+    return out
+
+
+def planted_counts(shift: int, offset: int, seed: int, base_shift: int = 0) -> list[int]:
+    """Correct counts of a trained run: base + shift + a jitter in {-1, 0, +1} that cycles over
+    problems (mean 0 over every 3 problems and over every 3 seeds), clipped to 0..n_val."""
+    return [min(PLANTED_N_VAL, max(0, c + base_shift + shift + (seed + p + offset) % 3 - 1))
+            for p, (_s, _i, c) in enumerate(planted_problems())]
+
+
+def _problems(counts: list[int]) -> list[tuple]:
+    n = PLANTED_N_VAL
+    return [(src, pid, [1] * c + [0] * (n - c), [str(k) for k in range(n)])
+            for (src, pid, _c), c in zip(planted_problems(), counts)]
+
+
+def write_planted_run(root: Path, experiment: str, seed: int, shift: int = 0, offset: int = 0,
+                      entropy: float = 1.0, rpp: float = 8.0, steps: int = 6,
+                      base_counts: list[int] | None = None, final_counts: list[int] | None = None,
+                      trained: bool = True) -> Path:
+    """One run: step-0 evaluation of the base model (``base_counts``, default the planted base)
+    and, when ``trained``, training metrics with planted ``entropy/token_mean`` and
+    ``rollouts/per_prompt`` levels and a final evaluation at ``steps``."""
+    base = base_counts if base_counts is not None else [c for _s, _i, c in planted_problems()]
+    evals = {0: _problems(base)}
+    if trained:
+        final = final_counts if final_counts is not None else planted_counts(shift, offset, seed)
+        evals[steps] = _problems(final)
+    run = write_handmade_run(root, experiment, seed=seed, evals=evals, steps=steps,
+                             n_val=PLANTED_N_VAL, state="completed" if trained else "failed")
+    recs = []
+    for r in metrics_records(steps, 8, 0, seed=seed) if trained else []:
+        t = r["step"]
+        r["entropy/token_mean"] = entropy + 0.002 * seed + 0.01 * ((t + seed) % 2)
+        r["rollouts/per_prompt"] = rpp + 0.05 * seed + 0.02 * (t % 2)
+        recs.append(r)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return run
+
+
+def planted_mean_delta(v_counts: list[list[int]], r_counts: list[list[int]], k: int | None = None):
+    """Expected Δ (fraction) from counts, straightforwardly: Avg (k None) or Pass@k."""
+    n = PLANTED_N_VAL
+
+    def val(c):
+        return c / n if k is None else comb_pass_at_k(n, c, k)
+
+    v = [val(c) for row in v_counts for c in row]
+    r = [val(c) for row in r_counts for c in row]
+    return sum(v) / len(v) - sum(r) / len(r)

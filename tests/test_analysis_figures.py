@@ -220,3 +220,42 @@ def test_pooled_label_plots_mean_and_band(tmp_path):
     np.testing.assert_allclose(_lines(ax)["DARS-HW"].get_ydata(), want)
     assert len(ax.collections) == 1  # the min-max band over the two seeds
     plt.close(fig)
+
+
+def test_seed_group_bands_in_fig3_and_fig4(tmp_path):
+    """Default labels pool the seeds of one configuration: figure 3 draws the mean over seeds
+    with min-max error bars, figure 4 the mean Pass@k curve with a min-max band over seeds."""
+    write_handmade_run(tmp_path, "dars_hw", seed=0, evals={2: HAND_EVAL_A, 4: HAND_EVAL_B})
+    write_handmade_run(tmp_path, "dars_hw", seed=1, evals={2: HAND_EVAL_B, 4: HAND_EVAL_A})
+    a = analyse([tmp_path], Options(n_boot=50))
+    assert a.label_order == ["dars_hw"]
+
+    def micro(probs, k):
+        return np.mean([comb_pass_at_k(len(s), sum(s), k) for _b, _i, s, _p in probs])
+
+    fig = fig3_pass1_passk(a)
+    ax = fig.axes[0]
+    ln = _lines(ax)["dars_hw"]
+    mean1 = (micro(HAND_EVAL_A, 1) + micro(HAND_EVAL_B, 1)) / 2
+    np.testing.assert_allclose(ln.get_xdata(), [mean1, mean1])
+    assert ax.collections, "min-max error bars over the seeds expected"
+    pts = np.vstack([np.asarray(s) for c in ax.collections for s in c.get_segments()])
+    xs, ys = pts[:, 0], pts[:, 1]
+    lo1, hi1 = sorted([micro(HAND_EVAL_A, 1), micro(HAND_EVAL_B, 1)])
+    lo4, hi4 = sorted([micro(HAND_EVAL_A, 4), micro(HAND_EVAL_B, 4)])
+    assert xs.min() == pytest.approx(lo1) and xs.max() == pytest.approx(hi1)
+    assert ys.min() == pytest.approx(lo4) and ys.max() == pytest.approx(hi4)
+    plt.close(fig)
+
+    fig = fig4_passk_curves(a)
+    overall = next(ax for ax in fig.axes if ax.get_title() == "Overall (micro)")
+    want = np.array([[micro(p, k) for k in (1, 2, 3, 4)] for p in (HAND_EVAL_A, HAND_EVAL_B)])
+    np.testing.assert_allclose(_lines(overall)["dars_hw"].get_ydata(), want.mean(0))
+    (band,) = overall.collections
+    verts = band.get_paths()[0].vertices
+    inside = verts[(verts[:, 0] >= 1) & (verts[:, 0] <= 4)]
+    for j, k in enumerate((1, 2, 3, 4)):
+        at = inside[np.isclose(inside[:, 0], k), 1]
+        assert at.min() == pytest.approx(want[:, j].min())
+        assert at.max() == pytest.approx(want[:, j].max())
+    plt.close(fig)

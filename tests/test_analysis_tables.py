@@ -83,15 +83,20 @@ def test_labels_pool_seeds_and_order(tmp_path):
     write_handmade_run(tmp_path, "dars_et", seed=0, evals={4: HAND_EVAL_A})
     write_handmade_run(tmp_path, "dars_et", seed=1, evals={4: HAND_EVAL_B})
     write_handmade_run(tmp_path, "baseline", seed=0)
+    # default: runs that differ only in their seed form one label (mean over the seeds)
     a = analyse([tmp_path], Options(**FAST))
-    assert a.label_order == ["baseline", "dars_et-s0", "dars_et-s1"]
+    assert a.label_order == ["baseline", "dars_et"]
+    assert a.value("dars_et", "all", "avg") == pytest.approx(
+        (_avg(HAND_EVAL_A) + _avg(HAND_EVAL_B)) / 2)
+    per_seed = analyse([tmp_path], Options(pool_seeds=False, **FAST))
+    assert per_seed.label_order == ["baseline", "dars_et-s0", "dars_et-s1"]
     pooled = analyse([tmp_path], Options(labels={"dars_et": "DARS-ET", "baseline": "GRPO"},
                                          order=["DARS-ET"], **FAST))
     assert pooled.label_order == ["DARS-ET", "GRPO"]
     assert pooled.value("DARS-ET", "all", "avg") == pytest.approx(
         (_avg(HAND_EVAL_A) + _avg(HAND_EVAL_B)) / 2)
     assert int(pooled.results.query("label == 'DARS-ET'")["n_runs"].iloc[0]) == 2
-    glob = analyse([tmp_path], Options(labels={"dars_*-s1": "one"}, pool_seeds=True, **FAST))
+    glob = analyse([tmp_path], Options(labels={"dars_*-s1": "one"}, **FAST))
     assert sorted(glob.label_order) == ["baseline", "dars_et", "one"]
     excl = analyse([tmp_path], Options(exclude=["baseline*"], **FAST))
     assert "baseline" not in excl.label_order
