@@ -102,6 +102,20 @@ def validate(cfg: DictConfig) -> None:
 
         bad = [lv for lv in d.levels if lv not in LEVELS]
         _need(not bad, f"data.levels has unknown level(s) {bad}; known: {list(LEVELS)}")
+        _need(0 < d.val_pool < 1, f"data.val_pool={d.val_pool} must be in (0, 1) (the share of each level's "
+                                  f"questions kept for validation)")
+        from dars.data import synthetic_splits_from_config
+
+        try:  # cheap (a few thousand draws), and a level too small for its split fails here, not mid-run
+            synthetic_splits_from_config(d)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        ws = cfg.model.get("warm_start")
+        if not cfg.model.get("path") and ws is not None and ws.steps > 0:
+            _need(0 <= ws.worked_share <= 1, f"model.warm_start.worked_share={ws.worked_share} must be in [0, 1]")
+            mix = dict(ws.get("mix") or {})
+            _need(all(float(w) >= 0 for w in mix.values()) and sum(float(mix.get(lv, 1.0)) for lv in d.levels) > 0,
+                  f"model.warm_start.mix={mix} needs weights >= 0 and at least one level of data.levels above 0")
         n_train = d.train_per_level * len(d.levels)
         _need(t.batch_size <= n_train,
               f"train.batch_size={t.batch_size} exceeds the train split ({n_train} prompts = "
@@ -113,7 +127,8 @@ def validate(cfg: DictConfig) -> None:
         _need(bool(cfg.model.path) or cfg.model.get("warm_start", {}).get("steps", 0) == 0,
               "data=parquet with the tiny warm-started model: its base model is trained on the synthetic "
               "levels, which a parquet data config does not have. Pass model.path=/path/to/checkpoint "
-              "(a local Hugging Face model) or model.warm_start.steps=0 (random weights)")
+              "(a local Hugging Face model; the shipped tiny base is dars/assets/tiny_base) or "
+              "model.warm_start.steps=0 (random weights)")
         for key in ("train_file", "val_file"):
             f = Path(str(d[key])).expanduser()
             _need(f.is_file(),

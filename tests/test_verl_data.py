@@ -225,7 +225,7 @@ def test_load_splits_dispatches(tmp_path, tok):
     from omegaconf import OmegaConf
 
     syn = OmegaConf.create({"name": "synthetic", "levels": ["add1", "mul"], "train_per_level": 3,
-                            "val_per_level": 2, "seed": 0, "prompt_template": "{question}="})
+                            "val_per_level": 2, "val_pool": 0.2, "seed": 0, "prompt_template": "{question}="})
     assert load_splits(syn, tok, 16) == synthetic_splits(["add1", "mul"], 3, 2, 0, "{question}=")
     f = write(tmp_path / "t.parquet", good_rows())
     par = OmegaConf.create({"name": "parquet", "train_file": str(f), "val_file": str(f), "use_template": False,

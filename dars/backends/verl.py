@@ -195,9 +195,9 @@ def prepare_inputs(cfg: DictConfig, run_dir: Path) -> dict:
         model_path = str(ensure_base_model(cfg, cfg.paths.cache_dir))
     d = cfg.data
     if d.name == "synthetic":
-        from dars.data import synthetic_splits
+        from dars.data import synthetic_splits_from_config
 
-        train, val = synthetic_splits(list(d.levels), d.train_per_level, d.val_per_level, d.seed, d.prompt_template)
+        train, val = synthetic_splits_from_config(d)
         data_dir = Path(run_dir) / "verl" / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         files = {}
