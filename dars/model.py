@@ -32,9 +32,10 @@ except ImportError:  # pragma: no cover
     pass
 
 # Bump when the warm-start recipe changes in a way the config hash cannot see.
-BASE_MODEL_RECIPE_VERSION = 1
+BASE_MODEL_RECIPE_VERSION = 2  # 2: corpus from the training side of the val pool, level mix, worked/direct habits
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 MULTI_CHAR_TOKENS = ["\\boxed{"]  # one token, so boxed answers cost a single step
+SHIPPED_BASE = Path(__file__).parent / "assets" / "tiny_base"  # the default recipe's base model, built once
 
 
 def build_char_tokenizer():
@@ -110,7 +111,7 @@ def load_policy(cfg: DictConfig, cache_dir: str | Path, seed: int):
             tok.pad_token = tok.eos_token
         return model, tok, str(path)
     if m.warm_start.steps > 0:
-        path = ensure_base_model(cfg, cache_dir)
+        path = shipped_base_model(cfg) or ensure_base_model(cfg, cache_dir)
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         return model, tok, str(path)
@@ -121,14 +122,58 @@ def load_policy(cfg: DictConfig, cache_dir: str | Path, seed: int):
 
 
 def base_model_key(cfg: DictConfig) -> str:
+    warm = OmegaConf.to_container(cfg.model.warm_start, resolve=True)
+    warm.pop("use_shipped", None)  # where the weights come from, not what they are
+    # the corpus sees only the levels it trains on, and a weight of 1 is the default: a mix that
+    # lists them (or not) is the same corpus, hence the same model and key
+    warm["mix"] = {lv: float(w) for lv, w in sorted((warm.get("mix") or {}).items())
+                   if lv in cfg.data.levels and float(w) != 1.0}
     spec = {
         "recipe": BASE_MODEL_RECIPE_VERSION,
         "build": OmegaConf.to_container(cfg.model.build, resolve=True),
-        "warm_start": OmegaConf.to_container(cfg.model.warm_start, resolve=True),
-        "levels": list(cfg.data.levels),
+        "warm_start": warm,
+        "levels": sorted(cfg.data.levels),  # the corpus ignores their order (dars.data.sft_examples)
         "prompt_template": cfg.data.prompt_template,
+        "val_pool": cfg.data.val_pool,  # decides which questions the corpus may hold
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shipped_base_model(cfg: DictConfig) -> Path | None:
+    """The base model that ships with dars (``dars/assets/tiny_base``), when it was built from
+    exactly this recipe and ``model.warm_start.use_shipped`` is on; otherwise None (build it here).
+
+    Why ship weights at all: the warm start is chaotic in float rounding, so the same recipe built
+    on another CPU type (or with another thread count) lands on a measurably different base
+    (docs/sandbox.md: add3 from 9 % to 61 %). Shipping one build makes every machine start RL from
+    the same base model, as every user of a real checkpoint does."""
+    meta = SHIPPED_BASE / "recipe.json"
+    if not cfg.model.warm_start.get("use_shipped", True) or not meta.is_file():
+        return None
+    return SHIPPED_BASE if json.loads(meta.read_text())["key"] == base_model_key(cfg) else None
+
+
+def ship_base_model(cfg: DictConfig, cache_dir: str | Path, dest: Path = SHIPPED_BASE) -> Path:
+    """Make this machine's build of cfg's recipe (built now, or from the cache) the shipped base,
+    with its recipe key and what built it (``python -m dars.model ship``; docs/sandbox.md first)."""
+    import platform
+
+    src = ensure_base_model(cfg, cache_dir)
+    info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), platform.processor())
+    meta = {"key": base_model_key(cfg), "warm_start": OmegaConf.to_container(cfg.model.warm_start, resolve=True),
+            "levels": list(cfg.data.levels), "built_with": {"torch": torch.__version__, "cpu": cpu}}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".shipping-", dir=dest.parent))
+    try:
+        for f in src.iterdir():
+            shutil.copy2(f, tmp / f.name)
+        (tmp / "recipe.json").write_text(json.dumps(meta, indent=1) + "\n")
+        shutil.rmtree(dest, ignore_errors=True)
+        os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def ensure_base_model(cfg: DictConfig, cache_dir: str | Path) -> Path:
@@ -157,7 +202,8 @@ def ensure_base_model(cfg: DictConfig, cache_dir: str | Path) -> Path:
 
 
 def warm_start(cfg: DictConfig):
-    """Short supervised training on (prompt, \\boxed{answer}) pairs; loss on completion tokens."""
+    """Supervised training on a synthetic corpus of (prompt, \\boxed{answer}) pairs (loss on the
+    completion tokens): the tiny stand-in for pre-training. docs/sandbox.md says why each setting."""
     from tqdm.auto import tqdm
 
     from dars.data import sft_examples
@@ -168,7 +214,9 @@ def warm_start(cfg: DictConfig):
     model = qwen2_from_config(m.build, tok)
     device = resolve_device(m.device)
     model.to(device)
-    examples = sft_examples(list(cfg.data.levels), ws.steps * ws.batch_size, ws.seed, cfg.data.prompt_template)
+    mix = OmegaConf.to_container(ws.mix, resolve=True) if ws.get("mix") else None
+    examples = sft_examples(list(cfg.data.levels), ws.steps * ws.batch_size, ws.seed, cfg.data.prompt_template,
+                            mix=mix, worked_share=ws.worked_share, val_pool=cfg.data.val_pool)
     opt = torch.optim.AdamW(model.parameters(), lr=ws.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=ws.lr, total_steps=ws.steps, pct_start=0.1)
     model.train()
@@ -196,3 +244,16 @@ def warm_start(cfg: DictConfig):
     log.info("warm start done in %.1fs (final loss %.3f)", time.time() - t0, loss.item())
     model.to("cpu")
     return model, tok
+
+
+if __name__ == "__main__":  # python -m dars.model ship [overrides...]: rebuild the shipped base model
+    import sys
+
+    from hydra import compose, initialize_config_dir
+
+    if sys.argv[1:2] != ["ship"]:
+        sys.exit("usage: python -m dars.model ship [hydra overrides]   (rebuilds dars/assets/tiny_base)")
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    with initialize_config_dir(config_dir=str(Path(__file__).parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=sys.argv[2:])
+    print(ship_base_model(cfg, cfg.paths.cache_dir))
