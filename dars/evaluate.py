@@ -65,3 +65,40 @@ def run_validation(
             rec["responses"] = [texts[i] for i in idx]
         records.append(rec)
     return records, summarize(records, n_val, max_k)
+
+
+def before_after(base: list[dict], final: list[dict], n_val: int, k: int | None = None) -> list[dict]:
+    """Per benchmark and overall (micro): Avg@n_val and Pass@k at the base (step 0) and at the
+    final checkpoint, with the paired difference and its 95 % CI (a problem bootstrap: the same
+    problems at both steps; dars.stats). Rows in data order, ``benchmark == "all"`` last."""
+    from dars.stats import stratified_deltas
+
+    k = k or n_val
+    by_id = {r["id"]: r for r in base}
+    final = [r for r in final if r["id"] in by_id]  # the same problems on both sides
+    if not final:
+        return []
+    sources = [r["data_source"] for r in final]
+    order = list(dict.fromkeys(sources))
+
+    def per_problem(records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        n = np.array([len(r["scores"]) for r in records])
+        c = np.array([sum(r["scores"]) for r in records])
+        return c / n, pass_at_k_array(n, c, k)
+
+    before = per_problem([by_id[r["id"]] for r in final])
+    after = per_problem(final)
+    rows: dict[str, dict] = {b: {"benchmark": b, "n_problems": sources.count(b)} for b in order + ["all"]}
+    rows["all"]["n_problems"] = len(final)
+    codes = np.array([order.index(s) for s in sources])
+    for metric, b_vals, a_vals in (("avg", before[0], after[0]), ("pass", before[1], after[1])):
+        overall, per_bench = stratified_deltas(a_vals[None], b_vals[None], codes, paired=True)
+        deltas = dict(zip(order, per_bench)) if len(order) > 1 else {order[0]: overall}
+        deltas["all"] = overall
+        for b, row in rows.items():
+            mask = np.ones(len(final), bool) if b == "all" else codes == order.index(b)
+            d = deltas[b]
+            row[f"{metric}/base"] = float(np.nanmean(b_vals[mask]))
+            row[f"{metric}/final"] = float(np.nanmean(a_vals[mask]))
+            row[f"{metric}/delta"], row[f"{metric}/lo"], row[f"{metric}/hi"] = d.estimate, d.lo, d.hi
+    return list(rows.values())

@@ -27,7 +27,7 @@ log = logging.getLogger("dars")
 
 
 def format_summary(summary: dict, n_val: int) -> str:
-    """Per-benchmark Avg@K / Pass@1 / Pass@K as a small text table."""
+    """Per-benchmark Avg@K / Pass@1 / Pass@K as a small text table (no step-0 evaluation to compare with)."""
     benches = list(dict.fromkeys(k.split("/")[1] for k in summary if k.startswith("val/")))
     benches = [b for b in benches if b not in ("all", "macro")]
     rows = [("benchmark", f"Avg@{n_val}", "Pass@1", f"Pass@{n_val}")]
@@ -38,10 +38,50 @@ def format_summary(summary: dict, n_val: int) -> str:
         label = {"all": "overall (micro)", "macro": "overall (macro)"}.get(b, b)
         rows.append((label, f"{100 * get(f'avg@{n_val}'):.1f}", f"{100 * get('pass@1'):.1f}",
                      f"{100 * get(f'pass@{n_val}'):.1f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return _text_table(rows)
+
+
+def format_before_after(rows: list[dict], n_val: int) -> str:
+    """Base (step 0), final and the difference with its 95 % CI, Avg@K and Pass@K, per benchmark."""
+    head = ("benchmark", f"Avg@{n_val} base", "final", "Δ [95% CI]", f"Pass@{n_val} base", "final", "Δ [95% CI]")
+    out = [head]
+    for r in rows:
+        cells = ["overall (micro)" if r["benchmark"] == "all" else r["benchmark"]]
+        for m in ("avg", "pass"):
+            cells += [f"{100 * r[f'{m}/base']:.1f}", f"{100 * r[f'{m}/final']:.1f}",
+                      f"{100 * r[f'{m}/delta']:+.1f} [{100 * r[f'{m}/lo']:+.1f}, {100 * r[f'{m}/hi']:+.1f}]"]
+        out.append(tuple(cells))
+    return _text_table(out)
+
+
+def verdict_line(rows: list[dict], n_val: int) -> str:
+    """One sentence a newcomer can read: did training move overall Avg@K beyond the noise?"""
+    r = next(r for r in rows if r["benchmark"] == "all")
+    d, lo, hi = 100 * r["avg/delta"], 100 * r["avg/lo"], 100 * r["avg/hi"]
+    what = ("better than its base" if lo > 0 else "worse than its base" if hi < 0
+            else "not distinguishable from its base")
+    return (f"overall Avg@{n_val}: {100 * r['avg/base']:.1f} -> {100 * r['avg/final']:.1f} "
+            f"({d:+.1f} points, 95% CI [{lo:+.1f}, {hi:+.1f}] over problems): {what}")
+
+
+def _text_table(rows: list[tuple]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+def final_report(run_dir: Path, summary: dict, n_val: int) -> str:
+    """The table the run ends with: before/after with CIs when the run validated at step 0."""
+    from dars.evaluate import before_after
+    from dars.runlog import read_jsonl
+
+    step = summary["step"]
+    base, final = read_jsonl(run_dir / "eval" / "step_0.jsonl"), read_jsonl(run_dir / "eval" / f"step_{step}.jsonl")
+    rows = before_after(base, final, n_val) if step > 0 and base and final else []
+    if not rows:
+        return format_summary(summary, n_val)
+    return format_before_after(rows, n_val) + "\n" + verdict_line(rows, n_val)
 
 
 def _remove_if_fresh(run_dir: Path) -> None:
@@ -71,8 +111,9 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     n_val = cfg.eval.n_val
     if summary:
-        table = format_summary(summary, n_val)
-        print(f"\n{cfg.run_name} (step {summary['step']}, {n_val} samples per problem, T={cfg.eval.temperature})\n{table}\n")
+        table = final_report(run_dir, summary, n_val)
+        print(f"\n{cfg.run_name}: step {summary['step']} against the base model (step 0), {n_val} samples per "
+              f"problem, T={cfg.eval.temperature}\n{table}\n")
         (run_dir / "results.txt").write_text(table + "\n")
         return summary.get("val/all/pass@1")
     return None

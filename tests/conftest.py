@@ -24,8 +24,14 @@ FAST = [
     "train.progress_bar=false",
     "scale.n_val=4",
     "scale.val_per_level=4",
+    "scale.train_per_level=40",  # 200 train prompts
+    "scale.batch_size=8",  # the tiny preset's ratios at a quarter of its batch sizes
+    "scale.mini_batch_size=4",
+    "scale.breadth_batch_size=64",
     "reward.num_workers=0",
 ]
+FAST_TRAIN_PROMPTS = 5 * 40  # the train split under FAST (5 levels)
+LEVELS = ["add21", "sub2", "mul", "add3", "mul3"]  # the tiny preset's benchmarks
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import FAST, ROOT, run_dars
+from conftest import FAST, FAST_TRAIN_PROMPTS, LEVELS, ROOT, run_dars
 
 CONTRACT_KEYS = {
     "step", "epoch", "prompts", "rollouts/stage1", "rollouts/stage2", "rollouts/per_prompt", "tokens/generated",
@@ -37,7 +37,21 @@ def test_glob_runs_all_seven_into_named_dirs(sweep):
     names = sorted(p.name for p in root.iterdir() if p.is_dir())
     assert [n.split("-s0")[0] for n in names] == sorted(
         ["baseline", "breadth_naive", "dars_et", "dars_et_breadth", "dars_hw", "dars_hw_breadth", "depth_naive"])
-    assert "Pass@4" in proc.stdout  # the per-benchmark result table is printed
+    # each run ends with its per-benchmark table against its own step 0, and says what it shows
+    assert proc.stdout.count("against the base model (step 0)") == 7 and "Pass@4 base" in proc.stdout
+    assert proc.stdout.count("overall Avg@4: ") == 7
+
+
+def test_runs_of_a_sweep_share_one_step0_evaluation_equal_to_a_fresh_one(sweep, tmp_path, cache_dir):
+    root, proc = sweep
+    step0 = {p.name: (p / "eval/step_0.jsonl").read_text() for p in root.iterdir() if p.is_dir()}
+    assert len(set(step0.values())) == 1  # same base model, seed and validation set
+    assert proc.stdout.count("identical to an earlier run's in this process") == 6
+    # a run of its own computes it afresh: the reused evaluation is the same numbers
+    run_dars(["experiment=dars_hw", "train.total_steps=1", *FAST], tmp_path, cache_dir)
+    fresh = next((tmp_path / "runs/tiny").iterdir()) / "eval/step_0.jsonl"
+    (dars_hw,) = [text for name, text in step0.items() if name.startswith("dars_hw-s0")]  # name + overrides
+    assert fresh.read_text() == dars_hw
 
 
 def test_every_run_follows_the_contract(sweep):
@@ -60,7 +74,7 @@ def test_every_run_follows_the_contract(sweep):
         assert len(problems) == 5 * 4 and all(len(p["scores"]) == 4 for p in problems)
         mean = sum(sum(p["scores"]) for p in problems) / (4 * len(problems))
         assert summary[-1]["val/all/avg@4"] == pytest.approx(mean)
-        assert {p["data_source"] for p in problems} == {"add1", "add21", "add2", "sub2", "mul"}
+        assert [p["data_source"] for p in problems][::4] == LEVELS  # grouped, easy to hard
 
 
 def test_dars_adds_rollouts_and_breadth_takes_fewer_optimiser_steps(sweep):
@@ -76,8 +90,8 @@ def test_dars_adds_rollouts_and_breadth_takes_fewer_optimiser_steps(sweep):
     # HW spends more extra rollouts than ET on the same prompts (same seed, same first batch)
     assert runs["dars_hw_breadth"][0]["rollouts/stage2"] > runs["dars_et_breadth"][0]["rollouts/stage2"]
     assert runs["depth_naive"][0]["rollouts/stage1"] == 4 * runs["baseline"][0]["rollouts/stage1"]
-    # optimiser steps per epoch: baseline 2 per step x 20 steps/epoch; breadth 2 per step x 2 steps/epoch
-    per_epoch = lambda rows: rows[0]["optim/steps"] * 160 // rows[0]["prompts"]  # noqa: E731
+    # optimiser steps per epoch: baseline 2 per step x 25 steps/epoch; breadth 2 per step x 3 steps/epoch
+    per_epoch = lambda rows: rows[0]["optim/steps"] * FAST_TRAIN_PROMPTS // rows[0]["prompts"]  # noqa: E731
     assert per_epoch(runs["baseline"]) >= 8 * per_epoch(runs["dars_hw_breadth"])
 
 
