@@ -260,8 +260,12 @@ def _caption(a: Analysis, n_boot: int) -> str:
             "points (the CSVs hold fractions), overall = every problem weighs the same. "
             f"{round(100 * o.level)}% CI: "
             f"hierarchical bootstrap over seeds and problems (B={n_boot}, seed={o.seed}), t "
-            "interval with the small-seed correction of dars.stats; `base` = each run's own "
-            "step-0 evaluation. Verdict: holds = CI entirely on the claimed side of 0, "
+            "interval with the small-seed correction of dars.stats"
+            + ("; between trained groups with shared seeds, the run-to-run variance is pooled over "
+               "every group of the sweep run with those seeds (seeds as blocks)"
+               if o.pool_seed_variance else "; each comparison's own seed variance")
+            + "; `base` = each run's own step-0 evaluation. Verdict: holds = CI entirely on the "
+            "claimed side of 0, "
             "contradicted = entirely on the other side, else inconclusive.")
 
 
@@ -302,7 +306,8 @@ def write_claims(a: Analysis, out: Path, claims: list[Claim]) -> dict[str, Path]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_boot = claims_n_boot(a)
-    cmp = Comparer(a, n_boot=n_boot, seed=a.options.seed, level=a.options.level)
+    cmp = Comparer(a, n_boot=n_boot, seed=a.options.seed, level=a.options.level,
+                   pool_seed_variance=a.options.pool_seed_variance)
     written = {}
     if claims:
         table = judge_claims(a, claims, cmp)

@@ -97,6 +97,12 @@ def add_analysis_args(ap: argparse.ArgumentParser) -> None:
         help="data_source values left out of every table and figure (default 'train', as the "
         "seed's macro accuracy does; '' keeps all)",
     )
+    g.add_argument(
+        "--seed-variance", choices=("pooled", "own"), default="pooled",
+        help="paired comparisons of trained groups: 'pooled' (default) estimates the run-to-run "
+        "variance from every group of the sweep run with the same seeds (seeds as blocks: 12 "
+        "degrees of freedom for 7 groups x 3 seeds), 'own' from the two compared groups only",
+    )
     g.add_argument("--no-maj", action="store_true", help="skip maj@k even when preds are stored")
     g.add_argument(
         "--recompute-trajectories", action="store_true",
@@ -129,6 +135,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         labels=labels,
         exclude=list(args.exclude),
         pool_seeds=args.pool_seeds,
+        pool_seed_variance=args.seed_variance == "pooled",
         exclude_sources=tuple(s for s in args.exclude_sources.split(",") if s.strip()),
         maj=not args.no_maj,
         order=[s.strip() for s in args.order.split(",")] if args.order else None,

@@ -56,6 +56,7 @@ class Options:
     labels: dict[str, str] = field(default_factory=dict)  # pattern -> label
     exclude: list[str] = field(default_factory=list)  # run-name/path globs to leave out
     pool_seeds: bool = True  # runs differing only in seed share a label (analysis.labels)
+    pool_seed_variance: bool = True  # paired comparisons: run-to-run variance pooled over the sweep
     exclude_sources: tuple[str, ...] = EXCLUDED_SOURCES
     maj: bool = True
     order: list[str] | None = None

@@ -14,6 +14,12 @@ compared with *paired seeds* on the seeds they share when they share at least tw
 one run with the same seed); pairing on a single common seed would throw away every other seed
 and with them the only estimate of seed-to-seed spread, so then the groups are compared
 unpaired over all their runs.
+
+Seed variance: by default a comparison's seed part uses the run-to-run variance pooled over
+every trained group of the sweep that was run with the same seeds (seeds as blocks,
+:func:`dars.stats.block_residual_variance`): 7 groups x 3 seeds give 12 degrees of freedom
+where one comparison alone has 2. ``pool_seed_variance=False`` (``--seed-variance own``) keeps
+each comparison's own.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import pandas as pd
 from analysis.core import Analysis, problem_matrix
 from analysis.names import ALL
 from analysis.runs import Run
-from dars.stats import Delta, scalar_delta, stratified_deltas
+from dars.stats import Delta, block_residual_variance, scalar_delta, stratified_deltas
 
 BASE = "base"
 
@@ -107,8 +113,11 @@ class Comparison:
 class Comparer:
     """Builds and caches comparisons on one :class:`Analysis`."""
 
-    def __init__(self, a: Analysis, n_boot: int = 1000, seed: int = 0, level: float = 0.95):
+    def __init__(self, a: Analysis, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                 pool_seed_variance: bool = True):
         self.a, self.n_boot, self.seed, self.level = a, n_boot, seed, level
+        self.pool_seed_variance = pool_seed_variance
+        self._blocks: dict[tuple, tuple[list, int] | None] = {}
         self.notes: list[str] = []  # runs left out, once per run
         ck = a.checkpoints.set_index("run")["step"].to_dict() if len(a.checkpoints) else {}
         self.judged: dict[str, int] = {p: int(s) for p, s in ck.items()}
@@ -243,6 +252,10 @@ class Comparer:
         runs_v, runs_r, paired, note = pair_seeds(runs_v, runs_r)
         if note:
             c.notes.append(note)
+        block = self._block(metric, tuple(sorted(r.seed for r in runs_v))) if paired else None
+        if block is not None:
+            c.notes.append(f"seed variance pooled over {block[1]} groups x {len(runs_v)} seeds "
+                           f"(df {int(block[0][-1][1])})")
         if metric.kind == "run":
             v = [self._run_value(r, metric) for r in runs_v]
             rv = [self._run_value(r, metric) for r in runs_r]
@@ -254,7 +267,38 @@ class Comparer:
         if any(s is None for s in sv + sr):
             c.reason = f"{metric.display(self.a.K)} not computed at the judged checkpoint"
             return c
-        return self._finish(c, sv, sr, paired)
+        return self._finish(c, sv, sr, paired, block[0] if block else None)
+
+    def _block(self, metric: Metric, seeds: tuple) -> tuple[list, int] | None:
+        """Pooled run-to-run variance over every trained group run with all of ``seeds``:
+        ([(σ², df) per benchmark in sorted order..., (σ², df) overall], number of groups), or
+        None when fewer than three groups qualify (two would pool nothing new) or pooling is
+        off. Only validation metrics are pooled (each run's mean over the problems all of them
+        share): every group measures them the same way, while a training quantity's spread is
+        a property of the variant (Depth-Naive's rollouts per prompt are always 32)."""
+        if not self.pool_seed_variance or len(seeds) < 2 or metric.kind != "problem":
+            return None
+        key = (metric, seeds)
+        if key in self._blocks:
+            return self._blocks[key]
+        groups = []
+        for lab in self.a.label_order:
+            by_seed = {r.seed: r for r in self._trained(lab, metric)}
+            if all(s in by_seed for s in seeds):
+                groups.append([by_seed[s] for s in seeds])
+        out = None
+        vals = [[self._values(r, metric) for r in g] for g in groups]
+        if len(groups) >= 3 and not any(v is None for g in vals for v in g):
+            common = vals[0][0].index
+            for v in (v for g in vals for v in g):
+                common = common.intersection(v.index)
+            src = common.get_level_values("source").astype(str).to_numpy()
+            cells = [[v.loc[common].to_numpy(np.float64) for v in g] for g in vals]
+            parts = [src == b for b in sorted(set(src))] + [np.ones(len(src), bool)]
+            out = ([block_residual_variance([[np.nanmean(x[m]) for x in g] for g in cells])
+                    for m in parts], len(groups))
+        self._blocks[key] = out
+        return out
 
     def _vs_base(self, c: Comparison, runs_v: list[Run]) -> Comparison:
         self._load_step0(runs_v)
@@ -274,7 +318,7 @@ class Comparer:
         return self._finish(c, sv, sr, paired=True)
 
     def _finish(self, c: Comparison, sv: list[pd.Series], sr: list[pd.Series],
-                paired: bool) -> Comparison:
+                paired: bool, seed_var: list | None = None) -> Comparison:
         """Align every run on the problems they all share and bootstrap."""
         common = sv[0].index
         for s in sv[1:] + sr:
@@ -288,8 +332,11 @@ class Comparer:
         V = np.stack([s.loc[common].to_numpy(np.float64) for s in sv])
         R = np.stack([s.loc[common].to_numpy(np.float64) for s in sr])
         sources = common.get_level_values("source").astype(str).to_numpy()
+        if seed_var is not None:  # [per benchmark..., overall]; one benchmark: just the overall
+            n_bench = len(set(sources))
+            seed_var = None if len(seed_var) != n_bench + 1 else seed_var[-1:] if n_bench == 1 else seed_var
         overall, per = stratified_deltas(V, R, sources, paired=paired, n_boot=self.n_boot,
-                                         level=self.level, seed=self.seed)
+                                         level=self.level, seed=self.seed, seed_var=seed_var)
         c.delta = overall
         c.by_benchmark = dict(zip(sorted(set(sources)), per, strict=True))
         return c

@@ -41,6 +41,17 @@ both in the classical way:
   dominating this is the t interval over seeds (t₂ = 4.30 for 3 seeds), with negligible seed
   variation (or one seed) it is the problem bootstrap's normal interval.
 
+**Seeds as blocks (pooled seed variance).** A sweep runs every variant with the same seeds, a
+randomised complete block design: run (g, s) = μ_g + β_s + ε_gs. With 3 seeds a comparison's
+own seed variance has 2 degrees of freedom (t₂ = 4.30), although every group of the sweep
+measured the same run-to-run noise ε. :func:`block_residual_variance` pools it: the residual
+mean square of the additive two-way model over all G groups that share the seeds, with
+(G−1)(S−1) degrees of freedom (12 for 7 groups x 3 seeds, t₁₂ = 2.18). Passing it as
+``seed_var`` replaces the comparison's own seed part by σ²_ε·(2/S) (paired seeds; seed effects
+β_s cancel) or σ²_ε·(1/S_v + 1/S_r) (unpaired), with those degrees of freedom; the problem part
+stays the bootstrap's. The assumption is the usual one of the pooled t test: the groups' run-to-
+run noise is alike. tests/test_stats.py measures the coverage when it holds.
+
 With one seed (S = 1) it reduces to a paired problem bootstrap; seed-to-seed variation cannot
 be estimated then and is not in the interval. Per-run metrics have no problems: their interval
 is the t (Welch) interval over seeds and needs at least 2 seeds in every group (else NaN).
@@ -62,6 +73,7 @@ from statistics import NormalDist
 import numpy as np
 
 __all__ = [
+    "block_residual_variance",
     "CONTRADICTED",
     "DIRECTIONS",
     "HOLDS",
@@ -192,6 +204,19 @@ def t_quantile(p: float, df: float) -> float:
     return x
 
 
+def block_residual_variance(table) -> tuple[float, float]:
+    """(σ²_ε, degrees of freedom) of a randomised complete block design: ``table[g, s]`` is one
+    value per group g and seed s (every group run with the same seeds). Fits the additive
+    model μ + group + seed and returns the residual mean square SS_ε / ((G−1)(S−1)); NaN (and
+    0 degrees of freedom) when the table is smaller than 2 x 2 or has a missing cell."""
+    y = np.asarray(table, dtype=np.float64)
+    if y.ndim != 2 or min(y.shape) < 2 or not np.isfinite(y).all():
+        return math.nan, 0.0
+    resid = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
+    df = (y.shape[0] - 1) * (y.shape[1] - 1)
+    return float((resid**2).sum() / df), float(df)
+
+
 # --------------------------------------------------------------------------------------------
 # the bootstrap engine
 # --------------------------------------------------------------------------------------------
@@ -234,8 +259,10 @@ class _Arm:
         self.S = int(keep.sum())
 
 
-def _interval(est, reps, seed_terms, n_problems, level, method, problem_level):
-    """(lo, hi, se, df) from replicates and the per-group seed terms [(v_seed, S), ...]."""
+def _interval(est, reps, seed_terms, n_problems, level, method, problem_level, pooled=None):
+    """(lo, hi, se, df) from replicates and the per-group seed terms [(v_seed, S), ...];
+    ``pooled = (variance of Δ's seed part, its degrees of freedom)`` replaces those terms' seed
+    part (seeds as blocks, see the module docstring)."""
     if not np.isfinite(est):
         return math.nan, math.nan, math.nan, math.nan
     good = reps[np.isfinite(reps)]
@@ -244,13 +271,18 @@ def _interval(est, reps, seed_terms, n_problems, level, method, problem_level):
     if method == "percentile":
         lo, hi = np.percentile(good, [50 * (1 - level), 50 * (1 + level)])
         return float(lo), float(hi), float(good.std(ddof=1)), math.nan
-    if not problem_level and any(S < 2 for _v, S in seed_terms):
+    if pooled is not None:
+        seed_parts = [pooled]
+    elif not problem_level and any(S < 2 for _v, S in seed_terms):
         return math.nan, math.nan, math.nan, math.nan  # per-run metric: no spread estimable
-    seed_parts = [(v * S / (S - 1), S - 1) for v, S in seed_terms if S >= 2]
+    else:
+        seed_parts = [(v * S / (S - 1), S - 1) for v, S in seed_terms if S >= 2]
     a = sum(p for p, _ in seed_parts)
     if problem_level:
-        var = float(good.var(ddof=1)) + sum(v / (S - 1) for v, S in seed_terms if S >= 2)
-        b = max(var - a, 0.0)
+        # the replicates' variance is the bootstrap's seed part (sum of v_seed) plus its
+        # problem part b; the seed part is then replaced by the corrected (or pooled) one
+        b = max(float(good.var(ddof=1)) - sum(v for v, S in seed_terms if S >= 2), 0.0)
+        var = a + b
     else:  # no problems: the exact t / Welch variance, no Monte Carlo noise
         var, b = a, 0.0
     se = math.sqrt(max(var, 0.0))
@@ -265,8 +297,11 @@ def _interval(est, reps, seed_terms, n_problems, level, method, problem_level):
 
 
 def _engine(arms: list[_Arm], strata: np.ndarray, n_strata: int, paired: bool, n_boot: int,
-            level: float, seed: int, method: str, problem_level: bool) -> tuple[Delta, list[Delta]]:
-    """Δ overall and per stratum from one set of bootstrap draws."""
+            level: float, seed: int, method: str, problem_level: bool,
+            seed_var=None) -> tuple[Delta, list[Delta]]:
+    """Δ overall and per stratum from one set of bootstrap draws. ``seed_var``: pooled
+    (σ²_ε, df) per stratum and then overall (a list of n_strata + 1, or of 1 with one stratum;
+    None entries keep the comparison's own seed variance)."""
     rng = np.random.default_rng(seed)
     # seeds first (one arm holding the paired differences, or one draw per unpaired group),
     # then problems within each stratum, one draw shared by every arm and seed
@@ -275,8 +310,9 @@ def _engine(arms: list[_Arm], strata: np.ndarray, n_strata: int, paired: bool, n
     tot = [[np.zeros(n_boot), np.zeros(n_boot)] for _ in arms]  # per arm: replicate num, den
     out: list[Delta] = []
     full_cols: list[np.ndarray] = []
+    pooled_list = list(seed_var) if seed_var is not None else []
     # one stratum: the overall is that stratum (no second pass)
-    for cols in [*groups, None] if n_strata != 1 else groups:
+    for pos, cols in enumerate([*groups, None] if n_strata != 1 else groups):
         if cols is None:  # overall: the sum over strata (micro: every problem weighs the same)
             cols = np.concatenate(full_cols) if full_cols else np.zeros(0, dtype=np.int64)
             reps_num = tot
@@ -310,7 +346,15 @@ def _engine(arms: list[_Arm], strata: np.ndarray, n_strata: int, paired: bool, n
             S_eff = int((c_s > 0).sum())
             v_seed = float(((n_s - mean * c_s) ** 2).sum() / C**2) if C > 0 else math.nan
             seed_terms.append((v_seed, S_eff))
-        lo, hi, se, df = _interval(est, reps, seed_terms, cols.size, level, method, problem_level)
+        pooled = pooled_list[pos] if pos < len(pooled_list) else None
+        if pooled is not None and np.isfinite(pooled[0]) and pooled[1] > 0:
+            # Var of Δ's seed part under the block model: σ²·(2/S) paired, σ²·Σ 1/S unpaired
+            scale = 2.0 / seed_terms[0][1] if paired else sum(1.0 / S for _v, S in seed_terms)
+            pooled = (pooled[0] * scale, pooled[1])
+        else:
+            pooled = None
+        lo, hi, se, df = _interval(est, reps, seed_terms, cols.size, level, method, problem_level,
+                                   pooled)
         S_v = seed_terms[0][1]
         S_r = seed_terms[-1][1]
         out.append(Delta(float(est), lo, hi, S_v, int(cols.size) if problem_level else 0, paired,
@@ -330,13 +374,16 @@ def _strata(strata, P: int) -> tuple[np.ndarray, int]:
 
 def stratified_deltas(
     variant, reference, strata=None, *, paired: bool, n_boot: int = 2000, level: float = 0.95,
-    seed: int = 0, method: str = "t",
+    seed: int = 0, method: str = "t", seed_var=None,
 ) -> tuple[Delta, list[Delta]]:
     """Δ overall and within each stratum (e.g. benchmark), from one set of bootstrap draws.
 
     ``variant`` [Sv, P] and ``reference`` [Sr, P] (Sv = Sr when ``paired``); ``strata``: one
     label per problem (problems are resampled within their stratum; the per-stratum list follows
-    the sorted distinct labels). Overall = every problem weighs the same (micro)."""
+    the sorted distinct labels). Overall = every problem weighs the same (micro).
+    ``seed_var``: the sweep's pooled run-to-run variance (:func:`block_residual_variance`) as
+    ``[(σ², df) per stratum in that order..., (σ², df) overall]`` (one entry without strata);
+    None keeps each comparison's own seed variance."""
     _check(n_boot, level, method)
     v, r = _as_2d(variant, "variant"), _as_2d(reference, "reference")
     if v.shape[1] != r.shape[1]:
@@ -348,7 +395,8 @@ def stratified_deltas(
         arms = [_Arm(v - r, 1.0)]  # NaN where either is missing
     else:
         arms = [_Arm(v, 1.0), _Arm(r, -1.0)]
-    return _engine(arms, codes, G, paired, n_boot, level, seed, method, problem_level=True)
+    return _engine(arms, codes, G, paired, n_boot, level, seed, method, problem_level=True,
+                   seed_var=seed_var)
 
 
 def paired_delta(variant, reference, *, strata=None, n_boot: int = 2000, level: float = 0.95,
@@ -372,7 +420,7 @@ def unpaired_delta(variant, reference, *, strata=None, n_boot: int = 2000, level
 
 def scalar_delta(variant: Sequence[float], reference: Sequence[float], *, paired: bool,
                  n_boot: int = 2000, level: float = 0.95, seed: int = 0,
-                 method: str = "t") -> Delta:
+                 method: str = "t", seed_var: tuple[float, float] | None = None) -> Delta:
     """Δ of a per-run quantity (one value per seed: [Sv] and [Sr]; equal lengths and the same
     seed order when ``paired``). The bootstrap resamples seeds only; the ``t`` interval is the
     paired t / Welch interval and needs >= 2 seeds per group (else lo = hi = NaN)."""
@@ -386,7 +434,7 @@ def scalar_delta(variant: Sequence[float], reference: Sequence[float], *, paired
     else:
         arms = [_Arm(v, 1.0), _Arm(r, -1.0)]
     return _engine(arms, np.zeros(1, dtype=np.int64), 1, paired, n_boot, level, seed, method,
-                   problem_level=False)[0]
+                   problem_level=False, seed_var=[seed_var] if seed_var is not None else None)[0]
 
 
 # --------------------------------------------------------------------------------------------

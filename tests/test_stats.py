@@ -21,6 +21,7 @@ from dars.stats import (
     INCONCLUSIVE,
     NOT_RUN,
     Delta,
+    block_residual_variance,
     combine_verdicts,
     paired_delta,
     scalar_delta,
@@ -286,3 +287,61 @@ def test_plain_percentile_under_covers_with_three_seeds():
     t, _, _ = _coverage(method="t", **args)
     print(f"S=3 seed-dominated: coverage avg percentile {pct[0]:.3f}, t {t[0]:.3f}")
     assert t[0] >= 0.90 and pct[0] < t[0] - 0.05
+
+
+# --------------------------------------------------------------------------------------------
+# seeds as blocks: the run-to-run variance pooled over a sweep's groups
+# --------------------------------------------------------------------------------------------
+
+
+def test_block_residual_variance_is_the_two_way_anova_residual():
+    rng = np.random.default_rng(0)
+    group, seed = rng.normal(0, 5, (7, 1)), rng.normal(0, 5, (1, 3))
+    noise = rng.normal(0, 1.0, (7, 3))
+    var, df = block_residual_variance(group + seed + noise)
+    assert df == 12
+    # group and seed effects cancel exactly: the same as the residuals of the noise alone
+    assert var == pytest.approx(block_residual_variance(noise)[0])
+    assert var == pytest.approx(((noise - noise.mean(1, keepdims=True) - noise.mean(0) + noise.mean()) ** 2).sum() / 12)
+    assert math.isnan(block_residual_variance(np.ones((1, 3)))[0])
+    assert math.isnan(block_residual_variance([[1.0, np.nan], [2.0, 3.0]])[0])
+
+
+def _sweep(rng, G, S, P, shift, tau, beta):
+    """Per-problem Avg [G, S, P] of a sweep: group 1 carries the planted logit shift, every run
+    its own seed effect (sd tau, alike in all groups) and each seed a block effect shared by
+    the groups (sd beta: the validation draws every group of a seed shares)."""
+    theta = rng.normal(MU, SPREAD, P)
+    eff = np.zeros((G, 1, P))
+    eff[1] = rng.normal(shift, EFFECT_SD, P)
+    logit = (theta + eff + rng.normal(0, tau, (G, S, 1)) + rng.normal(0, beta, (1, S, 1))
+             + rng.normal(0, OMEGA, (G, S, P)))
+    return rng.binomial(N_VAL, _sig(logit)) / N_VAL
+
+
+@pytest.mark.parametrize("shift", [0.3, 0.0])
+def test_pooled_seed_variance_covers_and_is_narrower(shift):
+    G, S, P, tau, beta, reps = 7, 3, 200, 0.15, 0.1, 300
+    rng = np.random.default_rng(1)
+    hits = {"pooled": 0, "own": 0}
+    width = {"pooled": 0.0, "own": 0.0}
+    if shift:  # population Δ of group 1 vs 0 (Monte Carlo), else exactly 0
+        r = np.random.default_rng(9)
+        n = 1_000_000
+        th, block = r.normal(MU, SPREAD, n), r.normal(0, beta, n)  # the block effect is shared
+        truth = float((_sig(th + block + r.normal(shift, EFFECT_SD, n) + r.normal(0, tau, n)
+                            + r.normal(0, OMEGA, n))
+                       - _sig(th + block + r.normal(0, tau, n) + r.normal(0, OMEGA, n))).mean())
+    else:
+        truth = 0.0
+    for i in range(reps):
+        y = _sweep(rng, G, S, P, shift, tau, beta)
+        pooled = block_residual_variance(y.mean(2))
+        for how, sv in (("pooled", [pooled]), ("own", None)):
+            d = stratified_deltas(y[1], y[0], paired=True, n_boot=200, seed=i, seed_var=sv)[0]
+            hits[how] += d.lo <= truth <= d.hi
+            width[how] += d.half_width / reps
+    cov = {k: v / reps for k, v in hits.items()}
+    print(f"shift {shift}: coverage {cov}, mean half-width {width}")
+    assert cov["pooled"] >= 0.90 and cov["own"] >= 0.90
+    assert width["pooled"] < 0.8 * width["own"]  # 12 degrees of freedom instead of 2
