@@ -149,6 +149,11 @@ def test_requeued_run_resumes_with_intact_metrics(slurm_cluster, tmp_path, cache
         from dars.slurm import collect
 
         live = collect(sweep)                   # the status table works during the sweep
+        for _ in range(50):                     # sacct may trail the job's start by a moment
+            if [j.state for j in live] == ["running"]:
+                break
+            time.sleep(0.2)
+            live = collect(sweep)
         assert [(j.job_id, j.state) for j in live] == [(job_id, "running")], live
         rq = _sh("scontrol", "requeue", job_id, check=False)
         assert rq.returncode == 0, f"requeue failed (did the run finish first?): {rq.stderr}"
