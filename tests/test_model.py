@@ -18,6 +18,7 @@ def test_shipped_base_model_is_the_default_recipes():
     assert shipped_base_model(cfg) == SHIPPED_BASE
     model, tok, source = load_policy(cfg, cache_dir="/nonexistent-cache-never-built", seed=0)
     assert source == str(SHIPPED_BASE)
+    # the tiny architecture of conf/model/tiny.yaml (1.06M), not some other checkpoint under that path
     assert 1.0e6 < sum(p.numel() for p in model.parameters()) < 1.1e6
     assert tok("57+8=", add_special_tokens=False).input_ids  # the character tokenizer came with it
 
