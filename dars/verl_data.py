@@ -22,8 +22,9 @@ import math
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from dars.data import Problem
 
@@ -163,17 +164,24 @@ def _valid_rows(rows: list[dict], path, allow_invalid_rows: bool) -> list[tuple[
     return out
 
 
-def validate_verl_parquet(path, *, allow_invalid_rows: bool = False) -> dict:
-    """Check every row (no tokenizer needed) and summarise: rows, valid/invalid, per data_source."""
+def validate_verl_parquet(path, *, allow_invalid_rows: bool = False, tokenizer=None,
+                          use_template: bool = False) -> dict:
+    """Check every row (no tokenizer needed) and summarise: rows, valid/invalid, per data_source.
+    With a ``tokenizer`` also ``prompt_tokens``: each valid prompt's length as the loader counts it
+    (only worth it for a cheap tokenizer, such as the tiny model's)."""
     rows = _read_table_rows(path)
     valid = _valid_rows(rows, path, allow_invalid_rows)
-    return {
+    summary = {
         "path": str(path),
         "rows": len(rows),
         "valid_rows": len(valid),
         "invalid_rows": len(rows) - len(valid),
         "data_sources": dict(Counter(r["data_source"] for _, r in valid)),
     }
+    if tokenizer is not None:
+        texts = [render_prompt(r["prompt"], tokenizer, use_template) for _, r in valid]
+        summary["prompt_tokens"] = prompt_token_counts(tokenizer, texts)
+    return summary
 
 
 # ---------------------------------------------------------------------------------------- prompts
@@ -268,6 +276,13 @@ def problems_to_verl_rows(problems: Iterable[Problem], *, ability: str = "math",
     ]
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_verl_parquet(rows: list[dict], path) -> Path:
     """Check every row, then write a parquet file atomically (temporary file in the same folder,
     then ``os.replace``): a crash never leaves a half-written data file under the final name."""
@@ -287,6 +302,8 @@ def write_verl_parquet(rows: list[dict], path) -> Path:
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        # mkstemp makes the file 0600; a data file is shared like any other (0644 under umask 022)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

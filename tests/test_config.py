@@ -1,14 +1,37 @@
 """Every experiment x preset composes and validates; bad configs fail before any work with one
 clear message, a non-zero exit and no run directory left behind."""
 
+import json
+
 import pytest
-
-from dars.config import ConfigError, validate  # also registers the run-name resolver
-
 from conftest import ROOT, compose_config, run_dars
+
+from dars.config import (  # also registers the run-name resolver
+    SCHEMA,
+    ConfigError,
+    check_overrides,
+    validate,
+)
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (ROOT / "conf/preset").glob("*.yaml"))
+
+
+def make_checkpoint(path, chat_template: bool = True):
+    """The files a Hugging Face checkpoint folder has, with placeholder contents (validate only
+    looks at which files are there, and at tokenizer_config.json's chat_template)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text("{}")
+    (path / "model.safetensors").write_bytes(b"")
+    (path / "tokenizer.json").write_text("{}")
+    tc = {"chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}"} if chat_template else {}
+    (path / "tokenizer_config.json").write_text(json.dumps(tc))
+    return path
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return make_checkpoint(tmp_path / "ckpt")
 
 
 def test_catalogue_is_the_seven_paper_rows():
@@ -19,8 +42,8 @@ def test_catalogue_is_the_seven_paper_rows():
 
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_and_preset_composes(experiment, preset, tmp_path, paper_data):
-    extra = [] if preset == "tiny" else [f"model.path={tmp_path}", f"paths.data_dir={paper_data}"]
+def test_every_experiment_and_preset_composes(experiment, preset, checkpoint, paper_data):
+    extra = [] if preset == "tiny" else [f"model.path={checkpoint}", f"paths.data_dir={paper_data}"]
     cfg = compose_config([f"experiment={experiment}", f"preset={preset}", *extra])
     validate(cfg)
     s, a, t = cfg.scale, cfg.algorithm, cfg.train
@@ -59,13 +82,20 @@ def test_paper_preset_values():
     (["model.path=/no/such/checkpoint"], "model.path=/no/such/checkpoint is not a local directory"),
     (["preset=qwen2.5-math-1.5b"], "model.path is required"),
     (["algorithm.loss_agg_mode=mean"], "loss_agg_mode='mean' is unknown"),
+    # typed values that used to crash mid-run (TypeError / ZeroDivisionError, exit 1) or pass silently
+    (["train.lr=fast"], "train.lr='fast' must be a number (float), e.g. train.lr=1e-4"),
+    (["experiment=baseline", "train.ppo_mini_batch_size=0"], "train.ppo_mini_batch_size=0 must be >= 1"),
+    (["eval.max_k=0"], "eval.max_k=0 must be >= 1 (or null = n_val)"),
+    (["seed=abc"], "seed='abc' must be an integer (int), e.g. seed=1"),
 ])
 def test_bad_config_fails_cleanly(overrides, message, tmp_path, cache_dir):
-    proc = run_dars(overrides, tmp_path, cache_dir, check=False)
+    proc = run_dars([*overrides, f"paths.output_dir={tmp_path}"], tmp_path, cache_dir, check=False)
     assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dars: config error: "), proc.stderr
+    assert message in lines[0]
     assert not any(p.is_file() for p in tmp_path.rglob("*")), "a failed config check left files behind"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*-s*")), "run directory left"
 
 
 def test_unknown_experiment_lists_the_choices(tmp_path, cache_dir):
@@ -86,7 +116,7 @@ def test_paper_grid_sweep_file_composes():
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "dars.run", "--config-dir", "sweeps", "--config-name", "paper_grid",
-                           "--cfg", "hydra"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                           "--cfg", "hydra"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "mode: MULTIRUN" in proc.stdout
     assert "experiment: glob(*)" in proc.stdout and "seed: 0,1,2" in proc.stdout
@@ -108,8 +138,222 @@ def test_help_lists_experiments_and_presets():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "dars.run", "--help"], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "dars.run", "--help"], check=False, cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0
     assert "experiment: baseline, breadth_naive, dars_et" in proc.stdout
     assert "preset: llama-3.1-8b, qwen2.5-math-1.5b" in proc.stdout
+
+
+# ---------------------------------------------------------------------------- the schema: types and ranges
+def _config_error(overrides: list[str]) -> str:
+    with pytest.raises(ConfigError) as e:
+        validate(compose_config(overrides))
+    return str(e.value)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["train.lr=fast"], "train.lr='fast' must be a number (float), e.g. train.lr=1e-4"),
+    (["algorithm.n_max=lots"], "algorithm.n_max='lots' must be an integer (int), e.g. algorithm.n_max="),
+    (["train.batch_size=8.5"], "train.batch_size=8.5 must be an integer (int), e.g. train.batch_size="),
+    (["train.batch_size=true"], "train.batch_size=true must be an integer (int)"),  # bool is not 1
+    (["seed=abc"], "seed='abc' must be an integer (int), e.g. seed="),
+    (["experiment=baseline", "train.ppo_mini_batch_size=0"], "train.ppo_mini_batch_size=0 must be >= 1, e.g. "),
+    (["algorithm.upper_threshold=1.5"], "algorithm.upper_threshold=1.5 must be in (0, 1]"),
+    (["rollout.top_p=0"], "rollout.top_p=0 must be in (0, 1]"),
+    (["train.val_before_train=yes"], "train.val_before_train='yes' must be true or false (bool)"),
+    (["train.lr=null"], "train.lr=null must be set: a number (float), e.g. train.lr=1e-4"),
+    (["reward.timeout_s=soon"], "reward.timeout_s='soon' must be a number (float)"),
+    (["data.levels=[add21,1]"], "data.levels=['add21', 1] must be a list of str, not 1"),
+    # a preset value is named where it is set, not where it is used
+    (["scale.lr=fast"], "scale.lr='fast' must be a number (float), e.g. scale.lr=1e-4"),
+    (["train.batch_size=${paths.data_dir}"], "train.batch_size='data' (from paths.data_dir) must be an integer"),
+    (["~train.grad_clip"], "train.grad_clip is missing; set it, e.g. +train.grad_clip=1.0"),
+    (["logger.wandb.mode=on"], "logger.wandb.mode='on' is unknown; use online, offline, disabled or null"),
+])
+def test_typed_values_are_checked_before_any_work(overrides, message):
+    assert message in _config_error(overrides)
+
+
+def test_eval_max_k_zero_says_the_real_fix():
+    msg = _config_error(["eval.max_k=0"])
+    assert "eval.max_k=0 must be >= 1 (or null = n_val)" in msg and "raise eval.n_val" not in msg
+    assert "raise eval.n_val" in _config_error(["eval.max_k=64"])  # too large: that fix is right
+
+
+def test_float_fields_take_ints_and_nullable_fields_take_null():
+    cfg = compose_config(["train.lr=1", "eval.max_k=null", "reward.num_workers=null", "train.weight_decay=0"])
+    validate(cfg)
+    assert cfg.train.lr == 1
+
+
+def _leaf_keys(node, prefix=""):
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and SCHEMA.get(key) is None:
+            yield from _leaf_keys(v, key + ".")
+        else:
+            yield key
+
+
+@pytest.mark.parametrize("overrides", [
+    [f"preset={p}", "model.path=/x"] for p in PRESETS] + [
+    ["backend=verl", "logger=wandb"], ["model=qwen2_1.5b_shape"], ["data=parquet", "data.train_file=x", "data.val_file=x"],
+    ["model=hf", "model.path=/x", "data=math12k_no_template"], ["update=full_batch", "schedule=et_table"],
+])
+def test_schema_lists_every_field_of_the_composed_config(overrides):
+    """A field added to conf/ without an entry in dars.config.SCHEMA would go unchecked (and a
+    `+` override of it would be refused): list it there with its type and range."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(overrides)
+    plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=False)
+    missing = sorted(k for k in _leaf_keys(plain) if k not in SCHEMA)
+    assert not missing, f"add these to dars.config.SCHEMA: {missing}"
+
+
+def _sweep_values(value: str) -> list[str]:
+    """Representative values of a sweep parameter: every choice / range value, both ends of an
+    interval, every experiment a glob matches."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob, IntervalSweep
+
+    o = OverridesParser.create().parse_override(f"k={value}")
+    v = o.value()
+    if isinstance(v, IntervalSweep):
+        return [str(v.start), str(v.end)]
+    if isinstance(v, Glob):
+        return v.filter(EXPERIMENTS)
+    return list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(v)]
+
+
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml")))
+def test_every_sweep_trial_validates(sweep):
+    """Each value a sweep in sweeps/ may draw composes and validates (one parameter varied at a
+    time, the others at their first value), as dars.run would see the trial."""
+    from omegaconf import OmegaConf
+
+    spec = OmegaConf.load(ROOT / "sweeps" / f"{sweep}.yaml")
+    base = [f"{k}={v}" for k, v in spec.items() if k not in ("defaults", "hydra")]
+    params = {k: _sweep_values(str(v)) for k, v in spec.hydra.sweeper.params.items()}
+    firsts = {k: vals[0] for k, vals in params.items()}
+    trials = [dict(firsts, **{k: x}) for k, vals in params.items() for x in vals]
+    trials += [dict(firsts, **{k: str(v) for k, v in t.items()}) for t in spec.hydra.sweeper.get("enqueue_trials", [])]
+    assert len(trials) > 1
+    for trial in trials:
+        validate(compose_config(base + [f"{k}={v}" for k, v in trial.items()]))
+
+
+# ---------------------------------------------------------------------------- model: checkpoint and device
+def test_an_empty_model_dir_names_what_is_missing(tmp_path):
+    msg = _config_error(["model=hf", f"model.path={tmp_path}"])
+    assert f"model.path={tmp_path} is not a complete Hugging Face checkpoint" in msg
+    assert "config.json" in msg and "weights" in msg and "tokenizer file" in msg
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"")
+    msg = _config_error(["model=hf", f"model.path={tmp_path}"])
+    assert "config.json" not in msg and "weights" not in msg and "tokenizer.json" in msg
+    (tmp_path / "tokenizer.model").write_bytes(b"")  # a sentencepiece tokenizer counts
+    validate(compose_config(["model=hf", f"model.path={tmp_path}"]))
+
+
+def test_use_template_needs_a_chat_template_in_the_checkpoint(tmp_path, paper_data):
+    ckpt = make_checkpoint(tmp_path / "base", chat_template=False)
+    common = ["preset=qwen2.5-math-1.5b", f"model.path={ckpt}", f"paths.data_dir={paper_data}"]  # data=openr1
+    msg = _config_error(common)
+    assert f"data.use_template=true but the tokenizer in model.path={ckpt} has no chat template" in msg
+    assert "data.use_template=false" in msg
+    validate(compose_config([*common, "data.use_template=false"]))
+    (ckpt / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")  # how new transformers save it
+    validate(compose_config(common))
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_device_without_cuda_says_use_auto_or_cpu(device, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    msg = _config_error([f"model.device={device}"])
+    assert f"model.device={device}" in msg and "use model.device=auto or cpu" in msg
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    validate(compose_config([f"model.device={device}"]))
+    assert "cuda:0..cuda:0" in _config_error(["model.device=cuda:1"])
+
+
+def test_mps_device_without_mps_and_unknown_devices(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert "use model.device=auto or cpu" in _config_error(["model.device=mps"])
+    assert "model.device='gpu' is unknown; use auto" in _config_error(["model.device=gpu"])
+    validate(compose_config(["model.device=cpu"]))
+
+
+# ---------------------------------------------------------------------------- data=parquet with the tiny model
+def _long_prompt_files(tmp_path, n_train=40, n_val=5):
+    from dars.verl_data import write_verl_parquet
+
+    def rows(n, split):
+        return [{"data_source": "math", "prompt": [{"role": "user", "content": f"Compute {i} plus {i}, please."}],
+                 "ability": "math", "reward_model": {"ground_truth": str(2 * i), "style": "rule"},
+                 "extra_info": {"index": i, "split": split}} for i in range(n)]
+
+    return (write_verl_parquet(rows(n_train, "train"), tmp_path / "train.parquet"),
+            write_verl_parquet(rows(n_val, "test"), tmp_path / "val.parquet"))
+
+
+def test_parquet_with_the_tiny_model_names_every_override_at_once(tmp_path):
+    train, val = _long_prompt_files(tmp_path)
+    common = ["experiment=baseline", "data=parquet", f"data.train_file={train}", f"data.val_file={val}",
+              "scale.batch_size=8", "scale.mini_batch_size=4"]
+    msg = _config_error(common)
+    assert "\n" not in msg
+    fix = msg.split("needs: ", 1)[1].split(" (", 1)[0].split()
+    assert fix[:2] == ["model.warm_start.steps=0", "data.use_template=false"]
+    assert fix[2].startswith("rollout.max_prompt_length=") and len(fix) == 3  # prompts of ~30 chars, limit 16
+    validate(compose_config([*common, *fix]))  # exactly what it asked for is enough
+    # what is already set is not asked for again
+    msg = _config_error([*common, "model.warm_start.steps=0", fix[2]])
+    assert msg.split("needs: ", 1)[1].startswith("data.use_template=false (")
+
+
+def test_parquet_with_a_checkpoint_asks_for_none_of_the_tiny_fixes(tmp_path, checkpoint):
+    train, val = _long_prompt_files(tmp_path)
+    validate(compose_config(["experiment=baseline", "data=parquet", f"data.train_file={train}",
+                             f"data.val_file={val}", "scale.batch_size=8", "scale.mini_batch_size=4",
+                             f"model.path={checkpoint}"]))
+
+
+# ---------------------------------------------------------------------------- + overrides nothing reads
+@pytest.mark.parametrize("overrides,named", [
+    (["+foo=1", "train.lr=1e-4"], "+foo"),
+    (["+train.bach_size=8"], "+train.bach_size (did you mean train.batch_size?)"),
+    (["++eval.n_vals=4"], "+eval.n_vals (did you mean eval.n_val?)"),
+])
+def test_unknown_appended_keys_are_refused(overrides, named):
+    with pytest.raises(ConfigError) as e:
+        check_overrides(overrides)
+    msg = str(e.value)
+    assert "unknown key(s) added with '+'" in msg and named in msg and "drop the '+'" in msg
+    assert "train.lr" not in msg.split("Nothing")[0]  # only the appended key is blamed
+
+
+@pytest.mark.parametrize("overrides", [
+    ["train.lr=1e-4", "experiment=dars_et", "seed=1"],          # plain changes
+    ["++train.lr=1e-4"],                                          # force-add of a known key
+    ["+model.warm_start.mix.add1=1.0"],                           # a free mapping: any level may be listed
+    ["~model.warm_start.mix"],                                    # deletions are validate()'s to judge
+    ["+schedule@algorithm=et"],                                   # a config group: Hydra checks it
+    ["+hydra.launcher.additional_parameters.mail-type=FAIL"],    # hydra's own config
+    ['backend.extra_overrides=["trainer.val_only=true"]'],        # the verl pass-through
+])
+def test_known_and_legitimate_overrides_pass(overrides):
+    check_overrides(overrides)
+
+
+def test_appending_a_known_key_where_nothing_reads_it_is_refused():
+    cfg = compose_config(["data=synthetic"])
+    with pytest.raises(ConfigError, match=r"\+data.use_template \(read only with data=parquet\)"):
+        check_overrides(["+data.use_template=false"], cfg)
+    check_overrides(["+data.use_template=false"])  # without the config only the key itself is judged

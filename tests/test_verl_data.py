@@ -9,6 +9,7 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import FAST, ROOT, run_dars
 
 from dars.data import Problem, load_splits, synthetic_splits
 from dars.model import build_char_tokenizer
@@ -23,8 +24,6 @@ from dars.verl_data import (
     validate_verl_parquet,
     write_verl_parquet,
 )
-
-from conftest import FAST, ROOT, run_dars
 
 # A real Jinja chat template with role markers, so "template on" and "off" give different text.
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
@@ -221,6 +220,28 @@ def test_write_round_trip_is_atomic_and_checked(tmp_path, tok):
     assert not (tmp_path / "bad.parquet").exists()
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_respect_the_umask(tmp_path, umask, mode):
+    """A data file on a shared directory is readable as any file the user writes (the temporary
+    file of the atomic write is 0600 by itself); the prep CLI writes through the same function."""
+    import os
+    import stat
+
+    from dars.prepare_data import main as prepare_main
+
+    src = tmp_path / "qa.jsonl"
+    src.write_text('{"question": "1+1", "answer": "2"}\n')
+    old = os.umask(umask)
+    try:
+        direct = write_verl_parquet(good_rows(3), tmp_path / "direct.parquet")
+        assert prepare_main([str(src), str(tmp_path / "cli.parquet")]) == 0
+    finally:
+        os.umask(old)
+    for path in (direct, tmp_path / "cli.parquet"):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, (path, oct(path.stat().st_mode))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.parquet", "direct.parquet", "qa.jsonl"]  # no temp
+
+
 def test_load_splits_dispatches(tmp_path, tok):
     from omegaconf import OmegaConf
 
@@ -238,7 +259,7 @@ def test_load_splits_dispatches(tmp_path, tok):
 
 # ------------------------------------------------------------------------------------ prep CLI
 def prep(*args):
-    return subprocess.run([sys.executable, "-m", "dars.prepare_data", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "dars.prepare_data", *map(str, args)], check=False, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -333,7 +354,7 @@ def test_parquet_run_equals_synthetic_run(tmp_path, cache_dir):
     got, want = _read(par / "metrics.jsonl"), _read(syn / "metrics.jsonl")
     assert [r["step"] for r in got] == [1, 2] and got == want
     assert _read(par / "eval/summary.jsonl") == _read(syn / "eval/summary.jsonl")
-    strip_id = lambda rows: [{k: v for k, v in r.items() if k != "id"} for r in rows]  # noqa: E731
+    strip_id = lambda rows: [{k: v for k, v in r.items() if k != "id"} for r in rows]
     assert strip_id(_read(par / "eval/step_2.jsonl")) == strip_id(_read(syn / "eval/step_2.jsonl"))
 
 
