@@ -14,15 +14,18 @@ Entry points::
 
 Modules: :mod:`analysis.metrics` (pure numeric functions), :mod:`analysis.readers` (file
 formats), :mod:`analysis.runs` (discovery), :mod:`analysis.labels` (seed groups),
-:mod:`analysis.core` (the computed results), :mod:`analysis.paired` (paired differences between
-seed groups), :mod:`analysis.claims` (the claims table; the paper's claims are data in
-``analysis/paper_claims.yaml``), :mod:`analysis.tables`, :mod:`analysis.figures`,
+:mod:`analysis.core` (the computed results), :mod:`analysis.exclusions` (untrained and partial
+runs: listed, never ranked), :mod:`analysis.paired` (paired differences between seed groups),
+:mod:`analysis.significance` (bold only for a significantly best value), :mod:`analysis.claims`
+(the claims table; the paper's claims are data in ``analysis/paper_claims.yaml``),
+:mod:`analysis.tables`, :mod:`analysis.publish` (reports written whole or not at all),
+:mod:`analysis.figures`,
 :mod:`analysis.analytic`, :mod:`analysis.style`, :mod:`analysis.seed_compat`,
 :mod:`analysis.synthetic` (fixture/benchmark run generator). The statistics of the paired
 differences are :mod:`dars.stats`.
 """
 
-from analysis.metrics import (  # noqa: F401
+from analysis.metrics import (
     avg_per_problem,
     bootstrap_ci,
     maj_at_k,

@@ -300,14 +300,17 @@ def claims_n_boot(a: Analysis) -> int:
     return a.options.n_boot if a.options.n_boot > 0 else 1000
 
 
-def write_claims(a: Analysis, out: Path, claims: list[Claim]) -> dict[str, Path]:
+def write_claims(a: Analysis, out: Path, claims: list[Claim],
+                 cmp: Comparer | None = None) -> dict[str, Path]:
     """Write ``claims.{md,csv}``, ``claims_summary.csv`` and ``paired_deltas.{md,csv}`` under
-    ``out``; returns name -> Markdown path."""
+    ``out``; returns name -> Markdown path. ``cmp``: a comparer to reuse (e.g. the one that
+    decided the tables' bold bests), used only when it has the claims' bootstrap size."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_boot = claims_n_boot(a)
-    cmp = Comparer(a, n_boot=n_boot, seed=a.options.seed, level=a.options.level,
-                   pool_seed_variance=a.options.pool_seed_variance)
+    if cmp is None or cmp.n_boot != n_boot:
+        cmp = Comparer(a, n_boot=n_boot, seed=a.options.seed, level=a.options.level,
+                       pool_seed_variance=a.options.pool_seed_variance)
     written = {}
     if claims:
         table = judge_claims(a, claims, cmp)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from analysis.core import Analysis, Options, parse_checkpoint
+from analysis.exclusions import excluded_lines
 from analysis.names import EXCLUDED_SOURCES
 
 
@@ -68,6 +69,18 @@ def add_analysis_args(ap: argparse.ArgumentParser) -> None:
         "--order", metavar="L1,L2,...",
         help="row/legend order of labels (comma separated; unlisted labels follow in the "
         "default order: the seven experiments, then alphabetical)",
+    )
+    g.add_argument(
+        "--include-base", action="store_true",
+        help="show runs judged at step 0 (killed before training, or never validated after "
+        "step 0: their numbers are the base model's) as rows '<label> (base)'; by default they "
+        "are listed under 'Not trained / excluded runs' and left out. Never ranked or compared",
+    )
+    g.add_argument(
+        "--include-partial", action="store_true",
+        help="show runs that stopped or are still running before their total_steps as rows "
+        "'<label> (partial)' (e.g. to watch a sweep in progress); by default they are listed "
+        "with their step and left out. Never ranked or compared",
     )
     g = ap.add_argument_group("metrics")
     g.add_argument(
@@ -140,6 +153,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         maj=not args.no_maj,
         order=[s.strip() for s in args.order.split(",")] if args.order else None,
         use_summary=not args.recompute_trajectories,
+        include_base=args.include_base,
+        include_partial=args.include_partial,
     )
 
 
@@ -161,6 +176,11 @@ def print_report(a: Analysis, out: TextIO, show_table: bool = True, after_table:
             print(f"  {lab} ({path}):", file=out)
             for n in notes:
                 print(f"    - {n}", file=out)
+    if a.excluded:
+        print(f"Not trained / excluded runs ({len(a.excluded)}): not complete trained results, "
+              "never ranked", file=out)
+        for line in excluded_lines(a.excluded):
+            print(f"  {line}", file=out)
     if a.skipped:
         print(f"Skipped {len(a.skipped)} run(s):", file=out)
         for path, why in a.skipped:

@@ -3,8 +3,10 @@
 :func:`analyse` discovers the runs, groups them into *labels* (the rows of the tables and the
 lines of the figures; by default the runs that differ only in their seed, see
 :mod:`analysis.labels`; runs sharing a label are pooled), reads every validation
-checkpoint (trajectories), picks the checkpoint each run is judged at, and computes per-problem
-Avg/Pass@k/maj@k there with bootstrap CIs. The result is an :class:`Analysis` of tidy pandas
+checkpoint (trajectories), picks the checkpoint each run is judged at, leaves out the runs that
+are not complete trained results (judged at step 0, or stopped before their total_steps; see
+:mod:`analysis.exclusions`), and computes per-problem Avg/Pass@k/maj@k there with bootstrap
+CIs. The result is an :class:`Analysis` of tidy pandas
 DataFrames, which :mod:`analysis.tables` and :mod:`analysis.figures` only format.
 """
 
@@ -20,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.labels import assign_labels, excluded
+from analysis.exclusions import Excluded, relabel, split_runs
+from analysis.labels import assign_labels, excluded, order_labels
 from analysis.metrics import (
     avg_per_problem,
     bootstrap_ci,
@@ -36,7 +39,6 @@ from analysis.names import (
     MACRO,
     benchmark_display,
     benchmark_order,
-    experiment_rank,
     is_known_benchmark,
 )
 from analysis.readers import EvalData
@@ -63,6 +65,10 @@ class Options:
     # trajectories (every checkpoint but the judged one) from eval/summary.jsonl when it has
     # every number needed; False recomputes them from eval/step_<k>.jsonl
     use_summary: bool = True
+    # runs that are not complete trained results (analysis.exclusions) are left out unless
+    # these keep them as rows of their own, labelled "<label> (base)" / "<label> (partial)"
+    include_base: bool = False
+    include_partial: bool = False
 
 
 @dataclass
@@ -87,6 +93,8 @@ class Analysis:
     # run path -> (per-problem values at its judged checkpoint, their (metric, k) columns), as
     # problem_matrix gives them; what the paired differences (analysis.paired) are built from
     problems: dict[str, tuple[pd.DataFrame, list[tuple[str, int]]]] = field(default_factory=dict)
+    # runs judged at step 0 (base model) or stopped before total_steps: analysis.exclusions
+    excluded: list[Excluded] = field(default_factory=list)
 
     def run_notes(self) -> list[tuple[str, str, list[str]]]:
         return [(self.run_label.get(str(r.path), r.name), str(r.path), r.notes) for r in self.runs]
@@ -176,6 +184,8 @@ def choose_checkpoint(traj: pd.DataFrame, spec: tuple, K: int | None) -> tuple[i
         k = int(metric.split("@")[1]) if "@" in metric else K
         sel = traj[(traj["benchmark"] == bench_m) & (traj["metric"] == "pass") & (traj["k"] == k)]
     sel = sel.dropna(subset=["value"])
+    if (sel["step"] > 0).any():  # step 0 is the base model, not a checkpoint of the training
+        sel = sel[sel["step"] > 0]
     if sel.empty:
         return int(steps[-1]), f"no {metric} on {bench_m}; used last"
     best = sel.sort_values(["value", "step"], ascending=[False, True]).iloc[0]
@@ -424,25 +434,15 @@ def analyse(
         if r.state == "running":
             st = r.status or {}
             r.notes.insert(0, f"in progress (step {st.get('step', '?')}/{st.get('total_steps', '?')})")
-        elif r.state == "failed":
+        elif r.state in ("failed", "killed"):
             err = (r.status or {}).get("error")
-            r.notes.insert(0, "run failed" + (f": {err}" if err else "") + "; analysed what is on disk")
+            r.notes.insert(0, f"run {r.state}" + (f": {err}" if err else "")
+                           + "; analysed what is on disk")
         runs.append(r)
     timings["training"] = time.perf_counter() - t1
 
     run_label = assign_labels(runs, opts)
-    labels: dict[str, list[Run]] = {}
-    for r in runs:
-        labels.setdefault(run_label[str(r.path)], []).append(r)
-    label_experiment = {}
-    for lab, rs in labels.items():
-        exps = {r.experiment for r in rs}
-        label_experiment[lab] = exps.pop() if len(exps) == 1 else lab
-    order_key = {lab: i for i, lab in enumerate(opts.order or [])}
-    label_order = sorted(
-        labels,
-        key=lambda lab: (order_key.get(lab, len(order_key)), experiment_rank(label_experiment[lab]), lab),
-    )
+    label_order, label_experiment = order_labels(runs, run_label, opts.order)
 
     # ---- training frame
     frames = []
@@ -460,7 +460,10 @@ def analyse(
     # ---- K
     K = opts.k
     if K is None:
-        nvals = [r.n_val for r in runs if r.n_val]
+        # from the runs validated after step 0 when there are any: a killed run (left out,
+        # analysis.exclusions) with another eval.n_val must not set the K of the tables
+        nvals = ([r.n_val for r in runs if r.n_val and max(r.eval_steps, default=0) > 0]
+                 or [r.n_val for r in runs if r.n_val])
         K = max(nvals) if nvals else None
 
     # ---- trajectories: read every checkpoint (problem-level counts only)
@@ -563,6 +566,15 @@ def analyse(
 
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         judged = list(pool.map(judge, runs))
+    # untrained and partial runs are not results: out, or kept as rows of their own
+    keep, run_label, excluded_runs, ex_notes = split_runs(
+        runs, [j[1] if j[3] is not None else None for j in judged], run_label,
+        opts.include_base, opts.include_partial)
+    notes += ex_notes
+    if len(keep) < len(runs) or excluded_runs:
+        runs, judged = [runs[i] for i in keep], [judged[i] for i in keep]
+        label_order, label_experiment = order_labels(runs, run_label, opts.order)
+        training, trajectory = (relabel(df, run_label) for df in (training, trajectory))
     for r, (rt, step, how, mc) in zip(runs, judged):
         lab = run_label[str(r.path)]
         pass_k = np.nan
@@ -594,10 +606,6 @@ def analyse(
         mats, steps = per_label_frames.get(lab), per_label_steps.get(lab, [])
         if not mats:
             continue
-        if 0 in steps and max(steps) > 0:  # a run killed before training is no trained seed
-            notes.append(f"{lab}: {steps.count(0)} run(s) judged at step 0 (not trained yet) "
-                         "left out of its pooled results")
-            mats, steps = [m for m, s in zip(mats, steps) if s], [s for s in steps if s]
         cols = per_label_cols[lab]
         if len(mats) == 1:
             pooled = mats[0].iloc[:, : len(cols)]
@@ -664,6 +672,7 @@ def analyse(
         cost=cost,
         timings=timings,
         problems=problems,
+        excluded=excluded_runs,
     )
 
 

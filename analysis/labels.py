@@ -13,6 +13,7 @@ import fnmatch
 import re
 from collections import Counter, defaultdict
 
+from analysis.names import experiment_rank
 from analysis.runs import Run
 
 
@@ -82,3 +83,24 @@ def assign_labels(runs: list[Run], opts) -> dict[str, str]:
         user = _user_label(r, opts.labels)
         out[str(r.path)] = user if user is not None else default[str(r.path)]
     return out
+
+
+def order_labels(runs: list[Run], run_label: dict[str, str], order: list[str] | None = None):
+    """(label order, label -> experiment): the labels of ``order`` (``--order``) first, then the
+    experiments in paper order, then alphabetical. A ``<label> (base)`` / ``(partial)`` row
+    (analysis.exclusions) follows its group's label."""
+    labels: dict[str, list[Run]] = defaultdict(list)
+    for r in runs:
+        labels[run_label[str(r.path)]].append(r)
+    label_experiment = {}
+    for lab, rs in labels.items():
+        exps = {r.experiment for r in rs}
+        label_experiment[lab] = exps.pop() if len(exps) == 1 else lab
+    order_key = {lab: i for i, lab in enumerate(order or [])}
+
+    def key(lab):
+        group = re.sub(r" \((base|partial)\)$", "", lab)
+        return (order_key.get(group, len(order_key)), experiment_rank(label_experiment[lab]),
+                group, lab != group, lab)
+
+    return sorted(labels, key=key), label_experiment

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.core import Analysis, problem_matrix
+from analysis.exclusions import BASE_ONLY, shown_labels
 from analysis.names import ALL
 from analysis.runs import Run
 from dars.stats import Delta, block_residual_variance, scalar_delta, stratified_deltas
@@ -128,6 +129,15 @@ class Comparer:
             if self.judged.get(str(r.path)) == 0:
                 self.notes.append(f"{r.name}: judged at step 0 (no training yet): left out of "
                                   "the paired comparisons and claims")
+        # runs that are not complete trained results (analysis.exclusions); when kept as a
+        # `(base)` / `(partial)` row, that row is shown only: no comparison, no claim
+        self.not_results = shown_labels(a.excluded)
+        for e in a.excluded:
+            if e.shown_as:
+                continue
+            what = ("judged at step 0 (no training yet)" if e.kind == BASE_ONLY
+                    else f"partial ({e.progress})")
+            self.notes.append(f"{e.name}: {what}: left out of the paired comparisons and claims")
         self._step0: dict[str, tuple[pd.DataFrame, list] | None] = {}  # run -> problem_matrix
         self._run_values: dict[tuple[str, Metric], float] = {}
         self._cache: dict[tuple, Comparison] = {}
@@ -135,9 +145,12 @@ class Comparer:
     # ---- names and runs ------------------------------------------------------------------
     def resolve(self, name: str) -> tuple[str | None, str]:
         """A claim's name -> (label, ''), or (None, why not)."""
+        if name in self.not_results:
+            return None, f"{name!r} is not a complete trained result (not compared)"
         if name in self.members:
             return name, ""
-        labs = [lab for lab in self.a.label_order if self.a.label_experiment.get(lab) == name]
+        labs = [lab for lab in self.a.label_order if self.a.label_experiment.get(lab) == name
+                and lab not in self.not_results]
         if len(labs) == 1:
             return labs[0], ""
         if labs:
@@ -388,7 +401,7 @@ def paired_delta_frame(cmp: Comparer, references=(BASE, "baseline"),
         if rlab is None:
             continue
         for lab in a.label_order:
-            if lab == rlab:
+            if lab == rlab or lab in cmp.not_results:
                 continue
             for m in metrics:
                 c = cmp.compare(lab, rlab, m)

@@ -6,8 +6,12 @@ Finds every run below the given directories (Hydra multirun layout, single runs,
 back from a cluster, folders of seed/verl validation dumps), writes ``<out>/tables/*`` (including
 the claims table ``claims.{md,csv}`` and the paired differences ``paired_deltas.{md,csv}``),
 ``<out>/figures/*`` and ``<out>/index.md`` (which embeds them, the claims first), prints the main
-table, the claims table and what was skipped and why. Exit status 1 only when nothing could be
-analysed.
+table, the claims table and what was skipped and why. Runs that are not complete trained
+results (judged at step 0, or stopped before their total_steps) are listed, not ranked
+(:mod:`analysis.exclusions`). The report is written into a staging folder and moved into place
+only when complete (:mod:`analysis.publish`). Exit status 2 when the inputs hold no runs (a
+mistyped path, an empty folder) and 1 when runs were found but none could be analysed; in both
+cases ``--out`` is left untouched.
 """
 
 from __future__ import annotations
@@ -17,13 +21,22 @@ import io
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from analysis.claims import add_claims_args, claims_from_args, write_claims
 from analysis.cli import add_analysis_args, options_from_args, print_report
 from analysis.core import Analysis, analyse
+from analysis.exclusions import excluded_section, total_steps
 from analysis.figures import FIGURES, add_figure_args, write_figures
+from analysis.publish import (
+    NO_RUNS,
+    missing_paths,
+    no_runs_message,
+    roots_without_runs,
+    staged,
+)
+from analysis.significance import make_comparer
 from analysis.tables import write_tables
 
 FIGURE_CAPTIONS = {
@@ -57,6 +70,8 @@ def _runs_section(a: Analysis) -> list[str]:
         lab = a.run_label.get(str(r.path), r.name)
         tr = r.training() if r.kind == "native" else None
         steps = int(tr["step"].max()) if tr is not None and len(tr) else "–"
+        total = total_steps(r)
+        steps = f"{steps} of {total}" if total is not None else steps
         ck = a.checkpoints[a.checkpoints["run"] == str(r.path)]
         judged = f"{int(ck['step'].iloc[0])} ({ck['how'].iloc[0]})" if len(ck) else "–"
         lines.append(
@@ -78,7 +93,7 @@ def write_index(
 ) -> Path:
     out = Path(out)
     L = ["# DARS analysis", ""]
-    L.append(f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by "
+    L.append(f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by "
              f"`python -m analysis.regenerate {' '.join(shlex.quote(x) for x in argv)}`.")
     L.append("")
     if a is not None:
@@ -87,6 +102,7 @@ def write_index(
                  f"{o.seed}, level = {o.level:g}; excluded data sources: "
                  f"{', '.join(o.exclude_sources) or 'none'}.")
         L.append("")
+        L += excluded_section(a.excluded)  # before any number: what the numbers leave out
     if "claims" in tables:  # the verdicts first: what the sweep says about each claim
         p = tables["claims"]
         L += ["## Claims", "", p.read_text().rstrip(), "",
@@ -136,10 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m analysis.regenerate",
         description="Find every run below the given directories and write all tables, figures "
         "and an index.md that embeds them; print the main table and what was skipped and why. "
-        "Exit status 1 only when nothing could be analysed.",
+        "Runs that are not complete trained results (judged at step 0, or stopped before their "
+        "total_steps) are listed and left out (--include-base / --include-partial show them). "
+        "Exit status 2 when the inputs hold no runs, 1 when none could be analysed; then --out "
+        "is left untouched.",
     )
     ap.add_argument("dirs", nargs="+", help="sweep, run or validation-dump directories")
-    ap.add_argument("--out", required=True, help="output directory (created)")
+    ap.add_argument("--out", required=True,
+                    help="output directory (created); its tables/, figures/ and index.md are "
+                    "replaced only once the new ones are complete")
     ap.add_argument("--no-figures", action="store_true", help="tables only")
     ap.add_argument("--quiet", action="store_true", help="print only problems, not the table")
     add_analysis_args(ap)
@@ -153,42 +174,60 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # a mistyped path is never what was meant: a report without its runs would look complete
+    missing = missing_paths(args.dirs)
+    if missing:
+        print(no_runs_message(missing, out, header="error: input path(s) not found:"),
+              file=sys.stderr)
+        return NO_RUNS
 
     claims = claims_from_args(args)
     t0 = time.perf_counter()
     a = analyse(args.dirs, options_from_args(args))
-    tables = write_tables(a, out / "tables")
-    if a.has_eval or len(a.training):
-        tables.update(write_claims(a, out / "tables", claims))
-    t_tables = time.perf_counter() - t0
+    found = [str(r.path) for r in a.runs] + [p for p, _ in a.skipped] + [e.path for e in a.excluded]
+    if not found:
+        print(no_runs_message(args.dirs, out, a.notes), file=sys.stderr)
+        return NO_RUNS
+    if not a.runs:  # runs found, none usable: the console says why; the old report stays
+        print_report(a, sys.stdout, show_table=False)
+        hint = ("; --include-base / --include-partial analyse the untrained / unfinished runs "
+                "as they are" if a.excluded else "")
+        print(f"error: nothing could be analysed (no complete trained run with training metrics "
+              f"or evaluations{hint}). Nothing was written: {out} was left as it was.",
+              file=sys.stderr)
+        return 1
+    for d in roots_without_runs(args.dirs, found) if len(args.dirs) > 1 else []:
+        a.notes.append(f"{d}: no run directory below it (mistyped?)")
 
-    t1 = time.perf_counter()
-    figures, fig_notes = ({}, []) if args.no_figures else write_figures(
-        a, out / "figures", args.only, args.formats, args.x_axis, args.smooth, args.dpi
-    )
-    t_figs = time.perf_counter() - t1
+    with staged(out) as tmp:
+        cmp = make_comparer(a)  # one set of comparisons for the bold bests and the claims
+        tables = write_tables(a, tmp / "tables", cmp)
+        if a.has_eval or len(a.training):
+            tables.update(write_claims(a, tmp / "tables", claims, cmp))
+        t_tables = time.perf_counter() - t0
 
-    buf = io.StringIO()
-    print_report(a, buf, show_table=False)
-    for n in fig_notes:
-        print(f"Note: {n}", file=buf)
-    index = write_index(a, out, tables, figures, fig_notes, argv, buf.getvalue())
+        t1 = time.perf_counter()
+        figures, fig_notes = ({}, []) if args.no_figures else write_figures(
+            a, tmp / "figures", args.only, args.formats, args.x_axis, args.smooth, args.dpi
+        )
+        t_figs = time.perf_counter() - t1
 
-    claims_text = ("Claims (tables/claims.md)\n\n" + tables["claims"].read_text()
-                   if "claims" in tables else "")
+        buf = io.StringIO()
+        print_report(a, buf, show_table=False)
+        for n in fig_notes:
+            print(f"Note: {n}", file=buf)
+        write_index(a, tmp, tables, figures, fig_notes, argv, buf.getvalue())
+        claims_text = ("Claims (tables/claims.md)\n\n" + tables["claims"].read_text()
+                       if "claims" in tables else "")
+    index = out / "index.md"
+
     print_report(a, sys.stdout, show_table=not args.quiet, after_table=claims_text)
     for n in fig_notes:
         print(f"Note: {n}")
-    analysed = bool(a.runs)
     print(
         f"Wrote {len(tables)} tables and {len(figures)} figures to {out} (index: {index}); "
         f"analysis + tables {t_tables:.2f} s, figures {t_figs:.2f} s."
     )
-    if not analysed:
-        print("error: nothing could be analysed (no run with training metrics or evaluations)",
-              file=sys.stderr)
-        return 1
     return 0
 
 

@@ -1,8 +1,9 @@
 """Tables: the paper's main table, per-benchmark Pass@K and maj@K, CIs, and the cost table.
 
-Each table is a pandas DataFrame (rows = labels) rendered to Markdown, LaTeX (booktabs, best
-value of each column in bold) and CSV. ``python -m analysis.tables <dirs> --out <dir>``
-writes them under ``<dir>/tables`` and prints the main table.
+Each table is a pandas DataFrame (rows = labels) rendered to Markdown, LaTeX (booktabs) and
+CSV. A column's best value is bold only where it is significantly better than every other row
+(:mod:`analysis.significance`; the footnote says what bold means). ``python -m analysis.tables
+<dirs> --out <dir>`` writes them under ``<dir>/tables`` and prints the main table.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.core import Analysis
+from analysis.exclusions import BASE_ONLY
 from analysis.names import ALL, MACRO, benchmark_display
+from analysis.significance import make_comparer, per_benchmark_columns, significant_best
 
 PCT = 100.0
 
@@ -58,9 +61,9 @@ def main_table(a: Analysis) -> pd.DataFrame:
     pk = _pick(a, "pass", K)
     cols = {}
     for b in a.benchmarks:
-        cols[benchmark_display(b)] = avg[b] if b in avg else np.nan
-    cols[f"Avg@{K}"] = avg[ALL] if ALL in avg else np.nan
-    cols[f"Pass@{K}"] = pk[ALL] if ALL in pk else np.nan
+        cols[benchmark_display(b)] = avg.get(b, np.nan)
+    cols[f"Avg@{K}"] = avg.get(ALL, np.nan)
+    cols[f"Pass@{K}"] = pk.get(ALL, np.nan)
     out = pd.DataFrame(cols, index=avg.index if len(avg) else pk.index)
     out.index.name = "label"
     return out
@@ -207,13 +210,19 @@ def _best_mask(df: pd.DataFrame, scale: float, digits: int) -> pd.DataFrame:
     return mask
 
 
-def _bold_best(cells: dict, df: pd.DataFrame, digits, scale, fmt: str) -> None:
-    """Wrap each column's best value (as displayed) in ``fmt`` (e.g. ``**{}**``), in place."""
+def _bold_best(cells: dict, df: pd.DataFrame, digits, scale, fmt: str,
+               bold: bool | pd.DataFrame) -> None:
+    """Wrap the cells to bold in ``fmt`` (e.g. ``**{}**``), in place: where the mask ``bold`` is
+    true, or (``bold=True``) each column's plain maximum as displayed (no statistics)."""
     for col in df.columns:
-        sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
-        dg = digits.get(col, 1) if isinstance(digits, dict) else digits
-        best = _best_mask(df[[col]], sc, dg)[col].tolist()
-        cells[col] = [fmt.format(c) if b else c for c, b in zip(cells[col], best)]
+        if isinstance(bold, pd.DataFrame):
+            best = (bold[col].reindex(df.index).fillna(False).astype(bool).tolist()
+                    if col in bold else [False] * len(df))
+        else:
+            sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
+            dg = digits.get(col, 1) if isinstance(digits, dict) else digits
+            best = _best_mask(df[[col]], sc, dg)[col].tolist()
+        cells[col] = [fmt.format(c) if b else c for c, b in zip(cells[col], best, strict=True)]
 
 
 def _cells(df: pd.DataFrame, digits, scale, partial: pd.DataFrame | None):
@@ -235,14 +244,16 @@ def to_markdown(
     df: pd.DataFrame,
     digits: int | dict = 1,
     scale: float | dict = PCT,
-    bold_best: bool = True,
+    bold_best: bool | pd.DataFrame = False,
     partial: pd.DataFrame | None = None,
     first_header: str = "Run",
 ) -> str:
-    """A GitHub-flavoured Markdown table (numbers scaled and rounded; best per column bold)."""
+    """A GitHub-flavoured Markdown table (numbers scaled and rounded). ``bold_best``: a mask of
+    the cells to bold (:func:`analysis.significance.significant_best`), True for each column's
+    plain maximum (no statistics behind it), False for none."""
     cells = _cells(df, digits, scale, partial)
-    if bold_best:
-        _bold_best(cells, df, digits, scale, "**{}**")
+    if bold_best is not False:
+        _bold_best(cells, df, digits, scale, "**{}**", bold_best)
     header = "| " + " | ".join([first_header] + [str(c) for c in df.columns]) + " |"
     sep = "|" + "|".join(["---"] + ["---:"] * len(df.columns)) + "|"
     lines = [header, sep]
@@ -261,17 +272,18 @@ def to_latex(
     df: pd.DataFrame,
     digits: int | dict = 1,
     scale: float | dict = PCT,
-    bold_best: bool = True,
+    bold_best: bool | pd.DataFrame = False,
     caption: str | None = None,
     label: str | None = None,
     partial: pd.DataFrame | None = None,
     first_header: str = "Model",
 ) -> str:
-    """A booktabs LaTeX table (``\\usepackage{booktabs}``); best value per column in bold."""
+    """A booktabs LaTeX table (``\\usepackage{booktabs}``); ``bold_best`` as in
+    :func:`to_markdown`."""
     cells = _cells(df, digits, scale, partial)
     cells = {c: [v.replace("–", "--").replace("*", "$^*$") for v in vals] for c, vals in cells.items()}
-    if bold_best:
-        _bold_best(cells, df, digits, scale, "\\textbf{{{}}}")
+    if bold_best is not False:
+        _bold_best(cells, df, digits, scale, "\\textbf{{{}}}", bold_best)
     lines = ["\\begin{table}[t]", "\\centering"]
     if caption:
         lines.append(f"\\caption{{{_tex_escape(caption)}}}")
@@ -306,7 +318,7 @@ def checkpoint_note(a: Analysis) -> str:
 
 def main_caption(a: Analysis) -> str:
     o = a.options
-    ci = f"{int(round(o.level * 100))}% CI: percentile bootstrap over problems, B={o.n_boot}, seed={o.seed}"
+    ci = f"{round(o.level * 100)}% CI: percentile bootstrap over problems, B={o.n_boot}, seed={o.seed}"
     return (
         f"Avg@{a.K} per benchmark and overall (micro: every problem weighs the same), overall "
         f"unbiased Pass@{a.K}, in %. Checkpoint: {o.checkpoint}. {ci}."
@@ -314,30 +326,42 @@ def main_caption(a: Analysis) -> str:
 
 
 def _write_per_benchmark(out: Path, name: str, table: pd.DataFrame, caption: str, foot: str,
+                         bold: tuple[pd.DataFrame, str],
                          partial: pd.DataFrame | None = None) -> Path:
     """One per-benchmark table as <name>.md, .tex and .csv; returns the Markdown path."""
-    (out / f"{name}.md").write_text(to_markdown(table, partial=partial) + foot)
-    (out / f"{name}.tex").write_text(to_latex(table, caption=caption, label=f"tab:{name}", partial=partial))
+    mask, rule = bold
+    (out / f"{name}.md").write_text(to_markdown(table, bold_best=mask, partial=partial)
+                                    + foot + rule + "\n")
+    (out / f"{name}.tex").write_text(to_latex(table, bold_best=mask, caption=f"{caption} {rule}",
+                                              label=f"tab:{name}", partial=partial))
     table.to_csv(out / f"{name}.csv")
     return out / f"{name}.md"
 
 
-def write_tables(a: Analysis, out: Path) -> dict[str, Path]:
-    """Write every table (md, tex, csv) under ``out``; return name -> Markdown path."""
+def write_tables(a: Analysis, out: Path, cmp=None) -> dict[str, Path]:
+    """Write every table (md, tex, csv) under ``out``; return name -> Markdown path. ``cmp``:
+    the :class:`analysis.paired.Comparer` whose intervals decide the bold bests (made here when
+    not given; share the claims' to compute each comparison once)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     K = a.K
     if a.has_eval:
+        cmp = cmp if cmp is not None else make_comparer(a)
         mt = main_table(a)
         pmask = pd.DataFrame(False, index=mt.index, columns=mt.columns)
         pp = _partial(a, "pass", K)
         if ALL in pp:
             pmask[f"Pass@{K}"] = pp[ALL].reindex(mt.index).fillna(False).astype(bool)
         foot = _footnote(a, pmask)
-        (out / "main.md").write_text(to_markdown(mt, partial=pmask) + foot)
+        main_cols = {benchmark_display(b): ("avg", b) for b in a.benchmarks}
+        main_cols.update({f"Avg@{K}": ("avg", ALL), f"Pass@{K}": ("pass", ALL)})
+        bold, rule = significant_best(a, mt, main_cols, cmp)
+        (out / "main.md").write_text(to_markdown(mt, bold_best=bold, partial=pmask) + foot
+                                     + rule + "\n")
         (out / "main.tex").write_text(
-            to_latex(mt, caption=main_caption(a), label="tab:main", partial=pmask)
+            to_latex(mt, bold_best=bold, caption=f"{main_caption(a)} {rule}", label="tab:main",
+                     partial=pmask)
         )
         main_table_full(a).to_csv(out / "main.csv", index=False)
         written["main"] = out / "main.md"
@@ -352,15 +376,19 @@ def write_tables(a: Analysis, out: Path) -> dict[str, Path]:
         ppart = ppart.rename(columns={b: benchmark_display(b) for b in ppart.columns if b not in (ALL, MACRO)})
         ppart = ppart.rename(columns={ALL: "Micro", MACRO: "Macro"})
         written["passk"] = _write_per_benchmark(
-            out, "passk", pt, f"Unbiased Pass@{K} per benchmark (%), micro and macro overall.", foot, ppart)
+            out, "passk", pt, f"Unbiased Pass@{K} per benchmark (%), micro and macro overall.", foot,
+            significant_best(a, pt, per_benchmark_columns(pt, a, "pass"), cmp), ppart)
+        p1 = per_benchmark_table(a, "pass", 1)
         written["pass1"] = _write_per_benchmark(
-            out, "pass1", per_benchmark_table(a, "pass", 1),
-            f"Pass@1 (= Avg@{K}) per benchmark (%), micro and macro overall.", foot)
+            out, "pass1", p1, f"Pass@1 (= Avg@{K}) per benchmark (%), micro and macro overall.",
+            # per problem Pass@1 = c/n = Avg@K: the Avg comparisons (already made) decide
+            foot, significant_best(a, p1, per_benchmark_columns(p1, a, "avg"), cmp))
         mk = maj_k(a)
         if mk:
+            mj = per_benchmark_table(a, "maj", mk)
             written["maj"] = _write_per_benchmark(
-                out, "maj", per_benchmark_table(a, "maj", mk),
-                f"maj@{mk} (majority vote over extracted answers, %).", foot)
+                out, "maj", mj, f"maj@{mk} (majority vote over extracted answers, %).", foot,
+                significant_best(a, mj, per_benchmark_columns(mj, a, None), cmp))
 
         a.results.to_csv(out / "results_long.csv", index=False)
         a.trajectory.to_csv(out / "trajectory.csv", index=False)
@@ -395,6 +423,15 @@ def _footnote(a: Analysis, partial: pd.DataFrame | None = None) -> str:
     if len(pooled):
         lines.append("Pooled runs (mean over runs, per problem): "
                      + ", ".join(f"{lab} ({n})" for lab, n in pooled.items()) + ".")
+    out = [e for e in a.excluded if not e.shown_as]
+    if out:  # so that a table copied on its own still says it is not the whole sweep
+        base = sum(e.kind == BASE_ONLY for e in out)
+        lines.append(f"Left out: {len(out)} run(s) that are not complete trained results ("
+                     f"{base} not trained, {len(out) - base} partial; see 'Not trained / "
+                     "excluded runs' in index.md).")
+    shown = sorted({e.shown_as for e in a.excluded if e.shown_as})
+    if shown:
+        lines.append("Not results (shown on request, never ranked): " + ", ".join(shown) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -419,15 +456,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from analysis.cli import options_from_args, print_report
+    from analysis.publish import NO_RUNS, missing_paths, no_runs_message, staged
 
     ap = build_parser()
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    missing = missing_paths(args.dirs)
+    if missing:
+        print(no_runs_message(missing, out, header="error: input path(s) not found:"),
+              file=sys.stderr)
+        return NO_RUNS
     a = _analyse_or_exit(args, options_from_args(args))
     if a is None:
         return 1
-    write_tables(a, Path(args.out) / "tables")
+    if not (a.runs or a.skipped or a.excluded):
+        print(no_runs_message(args.dirs, out, a.notes), file=sys.stderr)
+        return NO_RUNS
+    if not (a.has_eval or len(a.training)):  # nothing to tabulate: keep what is there
+        print_report(a, sys.stdout)
+        print(f"error: nothing could be analysed; {out} was left as it was", file=sys.stderr)
+        return 1
+    with staged(out) as tmp:
+        write_tables(a, tmp / "tables")
     print_report(a, sys.stdout)
-    return 0 if (a.has_eval or len(a.training)) else 1
+    return 0
 
 
 def _analyse_or_exit(args, opts):

@@ -128,12 +128,11 @@ def write_handmade_run(
         lines = []
         for step, probs in sorted(evals.items()):
             with open(run / "eval" / f"step_{step}.jsonl", "w") as f:
-                for src, pid, scores, preds in probs:
-                    f.write(json.dumps({
-                        "data_source": src, "id": pid, "prompt": f"prompt of {pid}",
-                        "answer": "x", "scores": scores,
-                        "response_lengths": [10] * len(scores), "preds": preds,
-                    }) + "\n")
+                f.writelines(json.dumps({
+                    "data_source": src, "id": pid, "prompt": f"prompt of {pid}",
+                    "answer": "x", "scores": scores,
+                    "response_lengths": [10] * len(scores), "preds": preds,
+                }) + "\n" for src, pid, scores, preds in probs)
             lines.append(json.dumps(summary_line(step, probs, n_val)) + "\n")
         if summary:
             (run / "eval" / "summary.jsonl").write_text("".join(lines))
@@ -215,3 +214,19 @@ def planted_mean_delta(v_counts: list[list[int]], r_counts: list[list[int]], k: 
     v = [val(c) for row in v_counts for c in row]
     r = [val(c) for row in r_counts for c in row]
     return sum(v) / len(v) - sum(r) / len(r)
+
+
+# --------------------------------------------------------------------------------------------
+# runs that are not complete trained results (issue #11: the analysis never ranks them)
+# --------------------------------------------------------------------------------------------
+
+HAND_EVAL_PERFECT = [(src, pid, [1] * len(s), preds) for src, pid, s, preds in HAND_EVAL_B]
+
+
+def write_base_only_run(root: Path, experiment: str, seed: int = 0, problems=None,
+                        steps: int = 0, state: str = "failed") -> Path:
+    """A run killed before its first validation after step 0: ``steps`` training records (0:
+    an empty metrics.jsonl) and only the step-0 (base model) evaluation, by default a perfect
+    one, so that ranking it would put it on top."""
+    return write_handmade_run(root, experiment, seed=seed, steps=steps, state=state,
+                              evals={0: problems if problems is not None else HAND_EVAL_PERFECT})

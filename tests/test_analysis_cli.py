@@ -9,7 +9,13 @@ import sys
 
 import pandas as pd
 import pytest
-from analysis_fixtures import HAND_EVAL_A, HAND_EVAL_B, ROOT, write_handmade_run
+from analysis_fixtures import (
+    HAND_EVAL_A,
+    HAND_EVAL_B,
+    ROOT,
+    write_base_only_run,
+    write_handmade_run,
+)
 
 from analysis import figures as figures_cli
 from analysis import regenerate, runs, seed_compat, tables
@@ -59,12 +65,18 @@ def regenerated(messy_sweep, tmp_path_factory):
     return rc, buf.getvalue(), out
 
 
-def test_regenerate_end_to_end(regenerated):
+def test_regenerate_end_to_end(regenerated, messy_sweep):
     rc, text, out = regenerated
     assert rc == 0
     # the main table is printed
     assert "| Run | AIME24 | MATH-500 | toy_arith | Avg@4 | Pass@4 |" in text
-    assert "| DARS-ET |" in text and "| baseline |" in text and "| dars_hw |" in text
+    assert "| DARS-ET |" in text and "| baseline |" in text
+    # the run in progress and the failed one are not results: listed with their step, not ranked
+    assert "| dars_hw |" not in text and "| dars_hw_breadth |" not in text
+    assert "Not trained / excluded runs (2)" in text
+    hw, hwb = messy_sweep / "dars_hw-s0", messy_sweep / "dars_hw_breadth-s0"
+    assert f"{hw}: partial: step 4 of 8 (state running); judged at step 4" in text
+    assert f"{hwb}: partial: step 4 of 8 (state failed, error: boom); no evaluation" in text
     # what was skipped, and why
     assert "Skipped 2 run(s)" in text
     assert "depth_naive-s0: nothing written yet" in text
@@ -72,7 +84,7 @@ def test_regenerate_end_to_end(regenerated):
     assert "in progress (step 4/8)" in text
     assert "skipped a truncated last line" in text
     assert "eval at step 6 still being written" in text
-    assert "run failed: boom" in text and "no evaluation yet" in text
+    assert "run failed: boom" in text
     assert "step_2.jsonl: empty file" in text and "eval at step 2 has no problems" in text
     assert "toy_arith" in text
     # files
@@ -84,29 +96,133 @@ def test_regenerate_end_to_end(regenerated):
     assert "![fig1_entropy](figures/fig1_entropy.png)" in index
     assert "![fig6_expected_rollouts](figures/fig6_expected_rollouts.png)" in index
     assert "| Run | AIME24 |" in index and "## Cost" in index and "Skipped 2 run(s)" in index
-    # the failed run without eval is in the cost table with its training cost
-    cost = pd.read_csv(out / "tables" / "cost.csv").set_index("label")
-    assert cost.loc["dars_hw_breadth", "rollouts"] == 4 * 8 * 4
-    assert pd.isna(cost.loc["dars_hw_breadth", "pass_K"])
-    # the in-progress run is judged at its last complete validation
+    assert "## Not trained / excluded runs" in index
+    assert f"| `{hw}` | dars_hw | partial | step 4 of 8 |" in index
+    assert f"| `{hwb}` | dars_hw_breadth | partial | step 4 of 8 |" in index
     main = pd.read_csv(out / "tables" / "main.csv").set_index("label")
-    assert main.loc["dars_hw", "step"] == 4
+    assert sorted(main.index) == ["DARS-ET", "baseline", "dars_et_breadth"]
     assert main.loc["dars_et_breadth", "step"] == 4
+    assert "dars_hw" not in set(pd.read_csv(out / "tables" / "cost.csv")["label"])
+    assert "dars_hw" not in set(pd.read_csv(out / "tables" / "paired_deltas.csv")["variant"])
+    assert "dars_hw" not in set(pd.read_csv(out / "tables" / "training.csv")["label"])
 
 
-def test_nothing_to_analyse_exits_nonzero(tmp_path, capsys):
+def test_include_partial_shows_the_run_in_progress(messy_sweep, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert regenerate.main([str(messy_sweep), "--out", str(out), "--bootstrap", "100",
+                            "--formats", "png", "--dpi", "40", "--include-partial"]) == 0
+    for n in range(1, 8):  # the shown rows are drawn like any other label
+        assert list((out / "figures").glob(f"fig{n}_*.png"))
+    main = pd.read_csv(out / "tables" / "main.csv").set_index("label")
+    assert main.loc["dars_hw (partial)", "step"] == 4  # its last complete validation
+    cost = pd.read_csv(out / "tables" / "cost.csv").set_index("label")
+    assert cost.loc["dars_hw_breadth (partial)", "rollouts"] == 4 * 8 * 4  # training cost only
+    assert pd.isna(cost.loc["dars_hw_breadth (partial)", "pass_K"])
+    text = capsys.readouterr().out
+    assert "shown as 'dars_hw (partial)'" in text and "no evaluation yet" in text
+
+
+def _tree(root):
+    """Every path below ``root`` with its bytes (to check a report is left exactly as it was)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture
+def old_report(tmp_path):
+    write_handmade_run(tmp_path / "runs", "baseline")
+    write_handmade_run(tmp_path / "runs", "dars_hw", extra_per_step=2)
+    out = tmp_path / "report"
+    assert regenerate.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50",
+                            "--no-figures", "--quiet"]) == 0
+    (out / "my_notes.txt").write_text("mine")
+    assert "| dars_hw |" in (out / "index.md").read_text()
+    return out, _tree(out)
+
+
+def test_no_runs_exits_2_and_leaves_the_report_alone(old_report, tmp_path, capsys):
+    out, before = old_report
+    capsys.readouterr()
     (tmp_path / "empty").mkdir()
-    assert regenerate.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
-                            "--no-figures"]) == 1
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "README").write_text("no runs here")
+    cases = {
+        "mistyped": ([str(tmp_path / "rnus")], "rnus: does not exist"),
+        "empty folder": ([str(tmp_path / "empty")], "empty: is empty"),
+        "no run below": ([str(tmp_path / "plain")], "plain: holds no run directory"),
+        "one of two mistyped": ([str(tmp_path / "runs"), str(tmp_path / "rnus")],
+                                "rnus: does not exist"),
+    }
+    for what, (dirs, why) in cases.items():
+        for mod, argv in ((regenerate, ["--no-figures"]), (tables, [])):
+            assert mod.main(dirs + ["--out", str(out)] + argv) == 2, what
+            err = capsys.readouterr().err
+            assert why in err and "Fix:" in err, (what, err)
+            assert f"Nothing was written: {out} was left as it was" in err
+            assert _tree(out) == before, what  # byte for byte, nothing added or removed
+
+
+def test_nothing_analysable_exits_1_and_leaves_the_report_alone(old_report, tmp_path, capsys):
+    out, before = old_report
     only = tmp_path / "only" / "x-s0" / ".hydra"
     only.mkdir(parents=True)
     (only / "config.yaml").write_text("experiment_name: x\n")
-    assert regenerate.main([str(tmp_path / "only"), "--out", str(tmp_path / "o2"),
-                            "--no-figures"]) == 1
-    err = capsys.readouterr().err
-    assert "nothing could be analysed" in err
-    assert tables.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o3")]) == 1
-    assert runs.main([str(tmp_path / "empty")]) == 1
+    assert regenerate.main([str(tmp_path / "only"), "--out", str(out), "--no-figures"]) == 1
+    # every run found is not a trained result: listed, and the fix named
+    write_base_only_run(tmp_path / "killed", "dars_et")
+    assert regenerate.main([str(tmp_path / "killed"), "--out", str(out), "--no-figures"]) == 1
+    cap = capsys.readouterr()
+    assert "nothing could be analysed" in cap.err and "--include-base" in cap.err
+    assert "x-s0: nothing written yet" in cap.out
+    assert f"{tmp_path / 'killed' / 'dars_et-s0'}: not trained" in cap.out
+    assert tables.main([str(tmp_path / "only"), "--out", str(out)]) == 1
+    assert _tree(out) == before
+    assert runs.main([str(tmp_path / "empty_no")]) == 1
+
+
+def test_a_crash_midway_leaves_the_old_report(old_report, monkeypatch):
+    out, before = old_report
+    runs_dir = out.parent / "runs"
+    write_handmade_run(runs_dir, "dars_et", extra_per_step=1)  # something new to write
+
+    def crash(a, path, *args, **kw):  # a real figure is written, then the process dies
+        figures_cli.write_figures(a, path, [5], ("png",), dpi=40)
+        raise KeyboardInterrupt("killed while drawing")
+
+    monkeypatch.setattr(regenerate, "write_figures", crash)
+    with pytest.raises(KeyboardInterrupt):
+        regenerate.main([str(runs_dir), "--out", str(out), "--bootstrap", "50"])
+    assert _tree(out) == before  # no half-written index.md, no staging folder left behind
+    monkeypatch.undo()
+    assert regenerate.main([str(runs_dir), "--out", str(out), "--bootstrap", "50", "--quiet",
+                            "--formats", "png", "--dpi", "40", "--only", "5"]) == 0
+    after = _tree(out)
+    assert "| dars_et |" in (out / "index.md").read_text()
+    assert after["my_notes.txt"] == b"mine"  # what is not the report's is left alone
+    assert not [p for p in after if p.startswith(".")]
+    assert sorted(p for p in after if p.startswith("figures/")) == ["figures/fig5_advantage.png"]
+
+
+def test_regenerate_untrained_run_listed_not_ranked(tmp_path, capsys):
+    write_handmade_run(tmp_path / "runs", "baseline")
+    killed = write_base_only_run(tmp_path / "runs", "dars_hw")  # a perfect base model
+    out = tmp_path / "o"
+    assert regenerate.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50",
+                            "--no-figures"]) == 0
+    text = capsys.readouterr().out
+    assert "| dars_hw |" not in text and "Not trained / excluded runs (1)" in text
+    assert f"{killed}: not trained: no training step" in text
+    claims = pd.read_csv(out / "tables" / "claims.csv")
+    assert set(claims.loc[claims["variant"] == "dars_hw", "verdict"]) == {"not run"}
+    index = (out / "index.md").read_text()
+    assert f"| `{killed}` | dars_hw | not trained | step 0 of ? |" in index
+    assert "| dars_hw" not in (out / "tables" / "main.md").read_text()
+    assert regenerate.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50",
+                            "--no-figures", "--include-base"]) == 0
+    main = (out / "tables" / "main.md").read_text()
+    row = next(ln for ln in main.splitlines() if ln.startswith("| dars_hw (base) |"))
+    assert "100.0" in row and "**" not in row  # shown, labelled, never the best
+    assert "| dars_hw (base) |" in (out / "index.md").read_text()
 
 
 @pytest.mark.parametrize("mod", [regenerate, tables, figures_cli, seed_compat, runs])
@@ -176,7 +292,7 @@ def test_python_m_regenerate_subprocess(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
     r = subprocess.run([sys.executable, "-m", "analysis.regenerate", str(tmp_path / "runs"),
                         "--out", str(tmp_path / "out"), "--no-figures", "--bootstrap", "100"],
-                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert "| dars_hw |" in r.stdout and "analysis + tables" in r.stdout
     assert (tmp_path / "out" / "index.md").exists()

@@ -23,10 +23,9 @@ from analysis.runs import discover
 
 def _write_native(path, problems):
     with open(path, "w") as f:
-        for src, pid, scores, preds in problems:
-            f.write(json.dumps({"data_source": src, "id": pid, "prompt": "p", "answer": "a",
-                                "scores": scores, "response_lengths": [5] * len(scores),
-                                "preds": preds}) + "\n")
+        f.writelines(json.dumps({"data_source": src, "id": pid, "prompt": "p", "answer": "a",
+                                 "scores": scores, "response_lengths": [5] * len(scores),
+                                 "preds": preds}) + "\n" for src, pid, scores, preds in problems)
 
 
 def test_truncated_last_line_is_skipped_with_note(tmp_path):
@@ -186,3 +185,41 @@ def test_eval_without_summary_line_while_running_is_skipped(tmp_path):
     (r,), _ = discover([tmp_path])
     assert r.eval_steps == [2, 4]
     assert any("still being written" in n for n in r.notes)
+
+
+def test_which_runs_are_complete_trained_results(tmp_path):
+    """status.json's state and total_steps (else train.total_steps of the config) decide."""
+    from analysis.exclusions import classify
+
+    def run_with(name, status=None, steps=4, total_cfg=None, evals=(2, 4)):
+        run = write_handmade_run(tmp_path, "dars_et", steps=steps, name=name,
+                                 evals={s: HAND_EVAL_A for s in evals})
+        if total_cfg is not None:
+            cfg = run / ".hydra" / "config.yaml"
+            cfg.write_text(cfg.read_text().replace("train:\n", f"train:\n  total_steps: {total_cfg}\n"))
+        if status is None:
+            (run / "status.json").unlink()
+        else:
+            (run / "status.json").write_text(json.dumps(status))
+        return run
+
+    run_with("done", {"state": "completed", "step": 3, "total_steps": 8})  # epochs ran out
+    run_with("at_total", {"state": "failed", "step": 4, "total_steps": 4, "error": "disk"})
+    run_with("running", {"state": "running", "step": 4, "total_steps": 8})
+    run_with("interrupted", {"state": "interrupted", "step": 4})  # no total known: "of ?"
+    run_with("copied_back", None, total_cfg=10)  # no status.json; the config says 10 steps
+    run_with("no_status", None)  # nothing says it is unfinished
+    run_with("killed_early", {"state": "killed", "step": 1, "total_steps": 8}, steps=1, evals=(0,))
+    found, _ = discover([tmp_path])
+    by = {r.name: r for r in found}
+    got = {name: classify(r, max(r.eval_steps)) for name, r in by.items()}
+    assert got["done"] == ("trained", "") and got["at_total"] == ("trained", "")
+    assert got["no_status"] == ("trained", "")
+    assert got["running"] == ("partial", "step 4 of 8 (state running); judged at step 4")
+    assert got["interrupted"][0] == "partial" and got["interrupted"][1].startswith("step 4 of ?")
+    assert got["copied_back"] == ("partial", "step 4 of 10 (state unknown); judged at step 4")
+    kind, why = got["killed_early"]
+    assert kind == "base" and why.startswith("trained to step 1 but evaluated only at step 0")
+    # no evaluation at all: a partial run is still partial, a complete one a training-only run
+    assert classify(by["running"], None)[1].endswith("no evaluation")
+    assert classify(by["done"], None) == ("trained", "")
