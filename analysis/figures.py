@@ -10,8 +10,10 @@
 7. ``fig7_train_accuracy``: stage-1 training accuracy and group outcome fractions vs step.
 
 A label with several runs (by default the seeds of one configuration) is drawn as the mean over
-its runs with a band over them (min-max; figure 3: error bars). Every line carries its label
-(``Line2D.get_label()``) so the plotted data can be read back.
+its runs with a band over them (min-max; figures 3 and 4: error bars). Accuracies and Pass@k in
+% (x100, as in the tables); looks, markers, bands and axes: :mod:`analysis.style`. Every line
+carries its label (``Line2D.get_label()``) so the plotted data can be read back. A run without
+training metrics (killed after its step-0 validation) draws no training curve.
 ``python -m analysis.figures [dirs] --out <dir>`` writes them under ``<dir>/figures``; with no
 directories only the analytic figures 5 and 6 are drawn.
 """
@@ -26,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import style  # noqa: F401  (selects the Agg backend before pyplot)
+from analysis import style  # first: selects the Agg backend before pyplot is imported
 from analysis.analytic import achieved_mass, advantage_mass, expected_rollouts, target
 from analysis.core import Analysis
 from analysis.names import ALL, benchmark_display
 from analysis.style import DOUBLE_COL, PALETTE, SINGLE_COL, label_styles, paper_style
 
-import matplotlib.pyplot as plt  # noqa: E402
+# isort: split
+import matplotlib.pyplot as plt  # after analysis.style, which picks the Agg backend
 
 X_AXES = {
     "step": ("step", "Training step"),
@@ -94,43 +97,44 @@ def _labels_with(a: Analysis, column: str) -> list[str]:
     return [lab for lab in a.label_order if lab in set(have)]
 
 
-def _legend(fig, axes, ncol_max: int = 4) -> None:
-    handles, labels = [], []
-    for ax in np.ravel(axes):
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels and not lab.startswith("_"):
-                handles.append(h)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="outside upper center", ncol=min(len(labels), ncol_max),
-                   frameon=False)
+def _line(ax, a: Analysis, styles, lab: str, x, y, log: bool = False):
+    """One label's curve in its fixed look, markers at a few points staggered per label."""
+    marks = style.mark_every(x, a.label_order.index(lab), len(a.label_order), log)
+    return ax.plot(x, y, label=lab, markevery=marks, **styles[lab])
 
 
 def _plot_training_panels(a: Analysis, panels, x: str, window: int, ncols: int, height: float,
                           y_from_zero: bool = False):
+    """``panels``: (column, y label, title, scale, integer y); scale 100 draws a fraction in %."""
     styles = label_styles(a.label_order, a.label_experiment)
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(DOUBLE_COL, height * nrows), squeeze=False,
                              layout="constrained", sharex=True)
-    for ax, (col, ylabel, title) in zip(axes.flat, panels):
+    for ax, (col, ylabel, title, scale, int_y) in zip(axes.flat, panels):
         for lab in _labels_with(a, col):
             xs, ys, lo, hi = training_series(a.training, lab, col, x, window)
             if xs.size == 0:
                 continue
-            ax.plot(xs, ys, label=lab, **styles[lab])
+            _line(ax, a, styles, lab, xs, ys * scale)
             if lo is not None:
-                ax.fill_between(xs, lo, hi, color=styles[lab]["color"], alpha=0.15, lw=0,
-                                label="_band")
+                style.band(ax, xs, lo * scale, hi * scale, styles[lab]["color"],
+                           len(a.label_order), styles[lab]["linestyle"])
         ax.set_ylabel(ylabel)
         ax.set_title(title)
+        if scale == 100:
+            style.percent_axis(ax.yaxis)
+        if int_y:
+            style.integer_axis(ax.yaxis)
         if y_from_zero:  # counts: start at 0, with room for a line lying on 0
             top = ax.get_ylim()[1]
             ax.set_ylim(-0.03 * top, top)
+    for ax in axes.flat:  # steps, prompts, rollouts and tokens are all counts
+        style.integer_axis(ax.xaxis)
     for ax in axes[-1]:
         ax.set_xlabel(X_AXES[x][1])
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    _legend(fig, axes)
+    style.legend(fig, axes)
     return fig
 
 
@@ -142,8 +146,8 @@ def _plot_training_panels(a: Analysis, panels, x: str, window: int, ncols: int, 
 def fig1_entropy(a: Analysis, x: str = "step", window: int = 1):
     """Token-level policy entropy (nats): token-mean and sequence-mean panels."""
     panels = [
-        ("entropy/token_mean", "Entropy (nats)", "(a) token-mean entropy"),
-        ("entropy/seq_mean", "Entropy (nats)", "(b) sequence-mean entropy"),
+        ("entropy/token_mean", "Entropy (nats)", "(a) token-mean entropy", 1, False),
+        ("entropy/seq_mean", "Entropy (nats)", "(b) sequence-mean entropy", 1, False),
     ]
     return _plot_training_panels(a, panels, x, window, ncols=2, height=2.4)
 
@@ -151,10 +155,10 @@ def fig1_entropy(a: Analysis, x: str = "step", window: int = 1):
 def fig2_rollouts(a: Analysis, x: str = "step", window: int = 1):
     """Rollouts per prompt (stage 1, stage 2, total) and stage-2 rollouts per step."""
     panels = [
-        ("rollouts/stage1_per_prompt", "Rollouts / prompt", "(a) stage 1 per prompt"),
-        ("rollouts/stage2_per_prompt", "Rollouts / prompt", "(b) stage 2 per prompt"),
-        ("rollouts/per_prompt", "Rollouts / prompt", "(c) total per prompt"),
-        ("rollouts/stage2", "Rollouts", "(d) stage-2 rollouts per step"),
+        ("rollouts/stage1_per_prompt", "Rollouts / prompt", "(a) stage 1 per prompt", 1, False),
+        ("rollouts/stage2_per_prompt", "Rollouts / prompt", "(b) stage 2 per prompt", 1, False),
+        ("rollouts/per_prompt", "Rollouts / prompt", "(c) total per prompt", 1, False),
+        ("rollouts/stage2", "Rollouts", "(d) stage-2 rollouts per step", 1, True),
     ]
     return _plot_training_panels(a, panels, x, window, ncols=2, height=2.1, y_from_zero=True)
 
@@ -163,10 +167,10 @@ def fig7_train_accuracy(a: Analysis, x: str = "step", window: int = 1):
     """Stage-1 training accuracy (before any filter) and the fraction of prompts whose merged
     group solves none / some / all."""
     panels = [
-        ("acc/stage1", "Accuracy", "(a) training accuracy (stage 1)"),
-        ("groups/frac_solve_none", "Fraction of prompts", "(b) solve none"),
-        ("groups/frac_solve_partial", "Fraction of prompts", "(c) solve some"),
-        ("groups/frac_solve_all", "Fraction of prompts", "(d) solve all"),
+        ("acc/stage1", "Accuracy (%)", "(a) training accuracy (stage 1)", 100, False),
+        ("groups/frac_solve_none", "Prompts (%)", "(b) solve none", 100, False),
+        ("groups/frac_solve_partial", "Prompts (%)", "(c) solve some", 100, False),
+        ("groups/frac_solve_all", "Prompts (%)", "(d) solve all", 100, False),
     ]
     return _plot_training_panels(a, panels, x, window, ncols=2, height=2.1)
 
@@ -201,7 +205,7 @@ def trajectory_points(a: Analysis, label: str) -> pd.DataFrame:
 
 def fig3_pass1_passk(a: Analysis):
     """Pass@1 (x) against Pass@K (y) over checkpoints, one line per label, arrows in time order
-    (the paper's first figure). The hollow marker is the first checkpoint."""
+    (the paper's first figure), both in %. The hollow marker is the first checkpoint."""
     styles = label_styles(a.label_order, a.label_experiment)
     fig, ax = plt.subplots(figsize=(SINGLE_COL, 3.0), layout="constrained")
     for lab in a.label_order:
@@ -209,27 +213,24 @@ def fig3_pass1_passk(a: Analysis):
         if pts.empty:
             continue
         st = styles[lab]
-        x, y = pts["pass1"].to_numpy(), pts["passK"].to_numpy()
-        ax.plot(x, y, marker="o", label=lab, **st)
-        if pts["n_runs"].max() > 1:
-            # the band over seeds: min-max error bars in both coordinates (clipped at 0:
-            # the mean of equal values can exceed their max by rounding)
-            def arms(mid, lo, hi):
-                return np.clip([mid - lo.to_numpy(), hi.to_numpy() - mid], 0, None)
-
-            ax.errorbar(x, y, xerr=arms(x, pts["pass1_lo"], pts["pass1_hi"]),
-                        yerr=arms(y, pts["passK_lo"], pts["passK_hi"]), fmt="none",
-                        ecolor=st["color"], elinewidth=0.6, alpha=0.5, label="_band")
-        ax.plot(x[:1], y[:1], marker="o", ls="none", mfc="white", mec=st["color"], ms=5,
-                label="_start")
+        x, y = 100 * pts["pass1"].to_numpy(), 100 * pts["passK"].to_numpy()
+        ax.plot(x, y, label=lab, **st)  # every checkpoint marked: each point is a datum
+        if pts["n_runs"].max() > 1:  # the band over seeds: min-max in both coordinates
+            cols = ("passK_lo", "passK_hi", "pass1_lo", "pass1_hi")
+            lims = (100 * pts[c].to_numpy() for c in cols)
+            style.whiskers(ax, x, y, st["color"], *lims, alpha=0.5)
+        ax.plot(x[:1], y[:1], marker=st["marker"], ls="none", mfc="white", mec=st["color"],
+                mew=1.0, ms=5.5, label="_start")
         for i in range(len(x) - 1):
             ax.annotate("", xy=(x[i + 1], y[i + 1]), xytext=(x[i], y[i]),
                         arrowprops={"arrowstyle": "-|>", "color": st["color"], "lw": 0,
                                     "shrinkA": 0, "shrinkB": 2, "mutation_scale": 7})
-    ax.set_xlabel("Pass@1")
-    ax.set_ylabel(f"Pass@{a.K}")
+    ax.set_xlabel("Pass@1 (%)")
+    ax.set_ylabel(f"Pass@{a.K} (%)")
+    style.percent_axis(ax.xaxis)
+    style.percent_axis(ax.yaxis)
     ax.set_title(f"Pass@1 vs Pass@{a.K} over training")
-    _legend(fig, ax, ncol_max=3)
+    style.legend(fig, ax, ncol_max=3)
     return fig
 
 
@@ -275,7 +276,7 @@ def run_passk_curves(a: Analysis, label: str, benchmark: str) -> np.ndarray:
 
 
 def fig4_passk_curves(a: Analysis, benchmarks: list[str] | None = None):
-    """Pass@k curves (k = 1..K, log2 axis) per benchmark and overall, with CI bands."""
+    """Pass@k (k = 1..K, log2 axis, %) per benchmark and overall; bands as error bars."""
     styles = label_styles(a.label_order, a.label_experiment)
     benches = (benchmarks or a.benchmarks) + [ALL]
     ncols = 3 if len(benches) > 2 else len(benches)
@@ -288,20 +289,23 @@ def fig4_passk_curves(a: Analysis, benchmarks: list[str] | None = None):
             c = c[c["value"].notna()]
             if c.empty:
                 continue
-            ax.plot(c["k"], c["value"], label=lab, **styles[lab])
-            if c["lo"].notna().any():
-                ax.fill_between(c["k"], c["lo"], c["hi"], color=styles[lab]["color"], alpha=0.15,
-                                lw=0, label="_band")
+            k, v = c["k"].to_numpy(), 100 * c["value"].to_numpy()
+            (ln,) = _line(ax, a, styles, lab, k, v, log=True)
+            if c["lo"].notna().any():  # the band as whiskers at this label's own markers
+                m = ln.get_markevery()
+                lo, hi = (100 * c[col].to_numpy()[m] for col in ("lo", "hi"))
+                style.whiskers(ax, k[m], v[m], styles[lab]["color"], lo, hi)
         ax.set_xscale("log", base=2)
+        style.percent_axis(ax.yaxis)
         ax.set_title(benchmark_display(b) if b != ALL else "Overall (micro)")
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
     for ax in axes[:, 0]:
-        ax.set_ylabel("Pass@k")
+        ax.set_ylabel("Pass@k (%)")
     for ax in axes[-1]:
         ax.set_xlabel("k")
     for ax in list(axes.flat)[len(benches):]:
         ax.set_visible(False)
-    _legend(fig, axes)
+    style.legend(fig, axes)
     return fig
 
 
