@@ -231,9 +231,12 @@ class PromptStream:
 
     def __init__(self, problems: list[Problem], batch_size: int, shuffle: bool, seed: int):
         if batch_size > len(problems):
-            raise ValueError(
-                f"train.batch_size={batch_size} is larger than the train split ({len(problems)} prompts)"
-            )
+            from dars.config import ConfigError
+
+            raise ConfigError(
+                f"train.batch_size={batch_size} is larger than the train split ({len(problems)} prompts left after "
+                f"the length filter); lower train.batch_size, raise rollout.max_prompt_length or set "
+                f"data.filter_overlong_prompts=false")
         self.problems = problems
         self.batch_size = batch_size
         self.shuffle = shuffle

@@ -80,9 +80,13 @@ def test_cluster_script_is_idempotent(slurm_cluster):
 
 @pytest.mark.slow
 def test_failing_run_is_reported_while_the_other_finishes(slurm_cluster, tmp_path, cache_dir):
-    # an existing directory passes the config check, but holds no checkpoint: fails at model load, in the job
+    # a folder with a checkpoint's file names passes the config check, but its files are empty: the
+    # run fails at model load, inside the job
     bad = tmp_path / "not-a-checkpoint"
     bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    (bad / "model.safetensors").write_bytes(b"")
+    (bad / "tokenizer.json").write_text("{}")
     out = tmp_path / "out"
     proc = run_dars(["-m", "experiment=baseline", f"model.path=null,{bad}", "train.total_steps=2", *FAST, *LAUNCHER],
                     out, cache_dir, timeout=600, check=False)

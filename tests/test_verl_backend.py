@@ -25,6 +25,7 @@ from dars.config import validate  # noqa: E402  (also registers the run-name res
 from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE  # noqa: E402
 
 from conftest import FAST, ROOT, compose_config, run_dars  # noqa: E402
+from test_config import make_checkpoint  # noqa: E402
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (ROOT / "conf/preset").glob("*.yaml"))
@@ -44,8 +45,9 @@ def test_every_experiment_and_preset_is_a_valid_verl_config(experiment, preset, 
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
+    ckpt = make_checkpoint(tmp_path / "ckpt")  # validate looks for a checkpoint's files
     cfg = compose_config([f"experiment={experiment}", f"preset={preset}", "backend=verl",
-                        f"paths.data_dir={paper_data}", f"model.path={tmp_path}"])
+                        f"paths.data_dir={paper_data}", f"model.path={ckpt}"])
     validate(cfg)
     backend.check(cfg)
     inputs = backend.prepare_inputs(cfg, tmp_path / "run")
@@ -73,7 +75,7 @@ def test_every_experiment_and_preset_is_a_valid_verl_config(experiment, preset, 
     assert v.trainer.n_gpus_per_node == cfg.scale.n_gpus_per_node and v.trainer.use_v1 is False
     assert actor.loss_agg_mode == "seq-mean-token-sum-norm" and actor.loss_scale_factor == r.max_response_length
     assert v.algorithm.norm_adv_by_std_in_grpo is False and actor.use_kl_loss is False
-    assert v.actor_rollout_ref.model.path == str(tmp_path)
+    assert v.actor_rollout_ref.model.path == str(ckpt)
     if t.update_mode == "full_batch":
         assert actor.ppo_mini_batch_size == t.batch_size
     else:
