@@ -113,8 +113,12 @@ class Run:
 
     @property
     def state(self) -> str:
+        """status.json's state, except that "running" with nobody holding the run's lock (a SIGKILL,
+        a full disk, a lost node) is "interrupted" (docs/run-format.md)."""
         if self.status and isinstance(self.status.get("state"), str):
-            return self.status["state"]
+            from dars.runlock import observed_state
+
+            return observed_state(self.path, self.status) or "unknown"
         return "unknown"
 
     @property

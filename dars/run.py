@@ -21,7 +21,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from dars.config import ConfigError, validate
+from dars.config import ConfigError, check_overrides, validate
+from dars.runlog import atomic_write_text
 
 log = logging.getLogger("dars")
 
@@ -84,40 +85,84 @@ def final_report(run_dir: Path, summary: dict, n_val: int) -> str:
     return format_before_after(rows, n_val) + "\n" + verdict_line(rows, n_val)
 
 
-def _remove_if_fresh(run_dir: Path) -> None:
-    """A run that failed its config check leaves nothing behind (Hydra made the folder already)."""
-    leftovers = {p.name for p in run_dir.iterdir()} if run_dir.exists() else set()
-    if leftovers <= {".hydra", "run.log"}:
+_FRESH = {".hydra", "run.log", "eval", ".lock"}  # what Hydra and a just-started run create before any work
+_MAIN_STARTED = False  # set once Hydra has composed the config and called main (see cli())
+
+
+def _is_fresh(run_dir: Path) -> bool:
+    """Nothing in the run directory but what Hydra wrote for this very start (and an empty eval/)."""
+    if not run_dir.exists():
+        return True
+    names = {p.name for p in run_dir.iterdir()}
+    return names <= _FRESH and not any((run_dir / "eval").glob("*"))
+
+
+def _fail(run_dir: Path, fresh: bool, kind: str, error: Exception, code: int) -> None:
+    """One message on stderr and exit ``code``; a run directory this start created is removed."""
+    if fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"dars: {kind}: {error}", file=sys.stderr)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise error  # one failed job in a sweep; the launcher records it and the others still run
+    sys.exit(code)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    global _MAIN_STARTED
+    _MAIN_STARTED = True
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    fresh = _is_fresh(run_dir)
     from dars.backends import get_backend
+    from dars.runlock import RunBusy, RunLock
+    from dars.runlog import RunDirError
+    from dars.verl_data import DataError
 
     try:
         validate(cfg)
+        check_overrides(list(hc.overrides.task), cfg)
         backend = get_backend(cfg.backend.name)
         if hasattr(backend, "check"):
             backend.check(cfg)
+    except ConfigError as e:
+        _fail(run_dir, fresh, "config error", e, 2)
+    try:
+        lock = RunLock(run_dir).acquire()  # one writer per run directory, for the run's whole life
+    except RunBusy as e:
+        _fail(run_dir, False, "busy", e, 3)  # (never removes anything: the directory is someone else's)
+    try:
         log.info("run %s -> %s", cfg.run_name, run_dir)
         summary = backend.run(cfg, run_dir)
-    except ConfigError as e:
-        _remove_if_fresh(run_dir)
-        print(f"dars: config error: {e}", file=sys.stderr)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # one failed job in a sweep; the launcher records it and the others still run
-        sys.exit(2)
+    except (ConfigError, DataError) as e:  # found once the model's tokenizer could render the data
+        lock.release()
+        _fail(run_dir, fresh, "config error" if isinstance(e, ConfigError) else "data error", e, 2)
+    except RunDirError as e:
+        lock.release()
+        _fail(run_dir, False, "run directory error", e, 2)
+    finally:
+        lock.release()
     n_val = cfg.eval.n_val
     if summary:
         table = final_report(run_dir, summary, n_val)
         print(f"\n{cfg.run_name}: step {summary['step']} against the base model (step 0), {n_val} samples per "
               f"problem, T={cfg.eval.temperature}\n{table}\n")
-        (run_dir / "results.txt").write_text(table + "\n")
+        atomic_write_text(run_dir / "results.txt", table + "\n")
         return summary.get("val/all/pass@1")
     return None
 
 
+def cli() -> None:
+    """``python -m dars.run``: Hydra exits 1 for every error it reports itself; an error it reports
+    before our main ever ran is a command-line mistake (unknown experiment or key, bad override
+    syntax), so it exits 2 like every other bad input."""
+    try:
+        main()
+    except SystemExit as e:
+        if e.code == 1 and not _MAIN_STARTED:
+            sys.exit(2)
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    cli()

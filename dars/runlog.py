@@ -15,6 +15,11 @@ from typing import Any, Iterable
 log = logging.getLogger(__name__)
 
 
+class RunDirError(RuntimeError):
+    """The run directory contradicts itself (e.g. says completed but its records are gone): a
+    user-facing problem with one fix, reported like a config error (exit 2) before any work."""
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
@@ -67,15 +72,50 @@ class RunLog:
             self._wandb = self._init_wandb(wandb_cfg, run_name, config)
 
     # -- resume ---------------------------------------------------------------------------
-    def truncate_after(self, step: int) -> None:
-        """Forget everything logged after ``step`` (it will be recomputed identically)."""
-        kept = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= step]
+    def truncate_after(self, step: int) -> int:
+        """Forget everything logged after ``step`` (it will be recomputed identically), and any torn
+        last line; returns how many training-step records were dropped. ``step=0`` (no checkpoint)
+        keeps only the step-0 validation, which depends on the base model alone."""
+        rows = read_jsonl(self.metrics_path)
+        kept = [r for r in rows if r.get("step", 0) <= step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
-        kept = [r for r in read_jsonl(self.summary_path) if r.get("step", 0) <= step]
-        atomic_write_text(self.summary_path, "".join(json.dumps(r) + "\n" for r in kept))
+        summaries = [r for r in read_jsonl(self.summary_path) if r.get("step", 0) <= step]
+        atomic_write_text(self.summary_path, "".join(json.dumps(r) + "\n" for r in summaries))
+        evaluated = {r.get("step") for r in summaries}
         for f in self.eval_dir.glob("step_*.jsonl"):
-            if int(f.stem.split("_")[1]) > step:
+            # also a per-problem file whose summary line a kill cut off: the validation is redone
+            if int(f.stem.split("_")[1]) > step or int(f.stem.split("_")[1]) not in evaluated:
                 f.unlink()
+        self.check_steps(step)
+        return len(rows) - len(kept)
+
+    def check_steps(self, step: int) -> None:
+        """``metrics.jsonl`` must hold exactly steps 1..step (one record each) once cut back to a
+        checkpoint at ``step``: anything else means records were lost, and they cannot be rebuilt
+        without training again."""
+        steps = [r.get("step") for r in read_jsonl(self.metrics_path)]
+        if steps != list(range(1, step + 1)):
+            have = f"{len(steps)} record(s)" + (f" (steps {steps[0]}..{steps[-1]})" if steps else "")
+            raise RunDirError(
+                f"{self.metrics_path} holds {have}, but the run's state is at step {step}, which needs "
+                f"steps 1..{step} exactly: records were deleted or edited, and they cannot be rebuilt without "
+                f"training again. Move {self.dir} away (or delete it) and run the same command to train it afresh.")
+
+    def completed_summary(self, total_steps: int) -> dict | None:
+        """The final validation of a run that already reached ``total_steps`` (None when it has not),
+        after checking its records are all there (:class:`RunDirError` when not)."""
+        status = self.status()
+        step = status.get("step")
+        if status.get("state") != "completed" or not isinstance(step, int) or step < total_steps:
+            return None
+        self.check_steps(step)
+        summaries = self.eval_summaries()
+        if not summaries or summaries[-1].get("step") != step or not (self.eval_dir / f"step_{step}.jsonl").exists():
+            raise RunDirError(
+                f"{self.status_path} says completed at step {step}, but its final validation (a step-{step} line "
+                f"in {self.summary_path} and {self.eval_dir / f'step_{step}.jsonl'}) is missing. Move {self.dir} "
+                f"away (or delete it) and run the same command to train it afresh.")
+        return summaries[-1]
 
     def eval_summaries(self) -> list[dict]:
         return read_jsonl(self.summary_path)
@@ -95,6 +135,10 @@ class RunLog:
 
     def set_status(self, state: str, **fields) -> None:
         status = self.status()
+        if state == "running":  # who runs it: readers check this owner still holds the run's lock
+            from dars.runlock import owner_record
+
+            fields["owner"] = owner_record()
         status.update(fields, state=state, updated=dt.datetime.now().isoformat(timespec="seconds"))
         atomic_write_text(self.status_path, json.dumps(status, indent=1) + "\n")
 

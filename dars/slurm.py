@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import re
 import shutil
@@ -26,7 +27,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-STATES = ("completed", "failed", "requeued", "running", "pending", "cancelled", "timeout", "unknown")
+from dars.runlock import observed_state
+
+STATES = ("completed", "failed", "interrupted", "requeued", "running", "pending", "cancelled", "timeout", "unknown")
 _TS = re.compile(r"submitit \w+ \((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\) - (.*)")
 
 
@@ -228,12 +231,25 @@ def collect(sweep_dir: str | Path, use_sacct: bool = True) -> list[JobInfo]:
         acct = sacct_states([j.job_id for j in result if re.fullmatch(r"\d+(_\d+)?", j.job_id)])
     now = time.time()
     for ji in result:
-        _fill(ji, acct.get(ji.job_id), now)
+        _fill(ji, acct.get(ji.job_id), now, local=not on_slurm)
     result.sort(key=lambda j: (_job_key(j.job_id), j.num if j.num is not None else 1 << 30, j.run_name))
     return result
 
 
-def _fill(ji: JobInfo, acct: dict | None, now: float) -> None:
+def _local_job_gone(job_id: str) -> bool:
+    """A submitit_local job id is its process id (no sacct to ask): gone when that process is."""
+    if not job_id.isdigit():
+        return False
+    try:
+        os.kill(int(job_id), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists, owned by someone else
+    return False
+
+
+def _fill(ji: JobInfo, acct: dict | None, now: float, local: bool = False) -> None:
     out, err = Path(ji.log_out) if ji.log_out else None, Path(ji.log_err) if ji.log_err else None
     starts = []
     if out and out.exists():
@@ -282,9 +298,13 @@ def _fill(ji: JobInfo, acct: dict | None, now: float) -> None:
     elif slurm:
         ji.state = _from_slurm_state(slurm)
     elif status.get("state") in ("running", "completed", "failed", "killed"):
-        ji.state = {"killed": "failed"}.get(status["state"], status["state"])
-    elif starts:
+        # "running" only while the run's owner still holds its lock; a SIGKILLed or out-of-disk run is not
+        state = observed_state(Path(ji.run_dir), status)
+        ji.state = {"killed": "failed"}.get(state, state)
+    elif starts and not (local and _local_job_gone(ji.job_id)):
         ji.state = "running"
+    elif starts:
+        ji.state = "interrupted"
     else:
         ji.state = "pending"
     if ji.state == "pending" and acct and "REQUEUED" in acct.get("states", []):
@@ -300,7 +320,7 @@ def _fill(ji: JobInfo, acct: dict | None, now: float) -> None:
         if res_state and out is not None:
             t1 = (out.parent / f"{ji.job_id}_0_result.pkl").stat().st_mtime
         ji.runtime_s = max(0.0, t1 - t0)
-    if ji.state in ("failed", "cancelled", "timeout") and err is not None:
+    if ji.state in ("failed", "cancelled", "timeout", "interrupted") and err is not None:
         ji.stderr_tail = _tail(err) or (_tail(out) if out is not None else "")
 
 
@@ -336,6 +356,9 @@ def format_table(jobs: list[JobInfo], sweep_dir: str | Path) -> str:
     logs = [j for j in jobs if j.log_out]
     if logs:
         lines.append(f"logs: {Path(logs[0].log_out).parent.parent}/<job>/<job>_0_log.{{out,err}}")
+    if any(j.state == "interrupted" for j in jobs):
+        lines.append("interrupted: its process ended without recording an end (SIGKILL, full disk, lost node); "
+                     "the same command resumes it")
     for j in jobs:
         if j.state in ("failed", "cancelled", "timeout"):
             lines.append("")
@@ -348,7 +371,7 @@ def format_table(jobs: list[JobInfo], sweep_dir: str | Path) -> str:
 
 
 def exit_code(jobs: list[JobInfo]) -> int:
-    if any(j.state in ("failed", "cancelled", "timeout") for j in jobs):
+    if any(j.state in ("failed", "cancelled", "timeout", "interrupted") for j in jobs):
         return 1
     if any(j.state not in ("completed",) for j in jobs) or not jobs:
         return 3

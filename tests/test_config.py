@@ -98,11 +98,28 @@ def test_bad_config_fails_cleanly(overrides, message, tmp_path, cache_dir):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*-s*")), "run directory left"
 
 
-def test_unknown_experiment_lists_the_choices(tmp_path, cache_dir):
-    proc = run_dars(["experiment=dars_xx"], tmp_path, cache_dir, check=False)
-    assert proc.returncode != 0
+@pytest.mark.parametrize("overrides,message", [
+    (["experiment=dars_xx"], "Could not find 'experiment/dars_xx'"),  # and it lists the choices
+    (["train.bach_size=8"], "Could not override 'train.bach_size'"),  # a key that does not exist
+    (["train.lr=="], "Error parsing override"),  # not an override at all
+])
+def test_command_line_errors_hydra_reports_exit_2_and_leave_nothing(overrides, message, tmp_path, cache_dir):
+    """Hydra reports these itself before dars' main runs (it exits 1 for them); the README promises 2."""
+    proc = run_dars(overrides, tmp_path, cache_dir, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
     err = proc.stdout + proc.stderr
-    assert "Could not find 'experiment/dars_xx'" in err and "dars_hw_breadth" in err
+    assert message in err and "Traceback" not in err
+    if "experiment" in overrides[0]:
+        assert "dars_hw_breadth" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_that_fails_after_its_checks_still_exits_1(tmp_path, cache_dir):
+    """Only errors from before the run exit 2: a failure inside the run is not a usage error."""
+    bad = make_checkpoint(tmp_path / "empty-files")  # passes the file check, cannot be loaded
+    proc = run_dars([f"model.path={bad}", "train.total_steps=1"], tmp_path / "out",
+                    cache_dir, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
 
 
 def test_validate_raises_config_error_directly():

@@ -29,7 +29,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dars import algorithm as algo
-from dars.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dars.checkpoint import load_latest_valid, remove_unfinished, save_checkpoint
 from dars.data import PromptStream, load_splits
 from dars.evaluate import run_validation
 from dars.metrics import entropy_from_logits, entropy_means
@@ -92,7 +92,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         log.exception("run failed")  # Hydra's multirun keeps the exception; Slurm logs need the trace
         if trainer.runlog is not None:
             kind = "killed" if isinstance(e, KeyboardInterrupt) else "failed"
-            trainer.runlog.set_status(kind, error=f"{type(e).__name__}: {e}")
+            try:
+                trainer.runlog.set_status(kind, error=f"{type(e).__name__}: {e}")
+            except OSError:  # e.g. the disk is full: readers see the run's lock free and say "interrupted"
+                log.warning("could not record the failure in status.json")
         raise
     finally:
         trainer.cleanup()
@@ -151,9 +154,9 @@ class EmbeddedTrainer:
         self.val_prompt_ids = [self._encode(p.prompt) for p in self.val_problems]
 
         self.state = TrainState()
-        ckpt = latest_checkpoint(self.run_dir)
-        if ckpt is not None:
-            self._restore(ckpt)
+        self.done = self.runlog.completed_summary(cfg.train.total_steps)  # None unless already finished
+        if self.done is None:
+            self._resume()
 
     def _encode(self, text: str) -> list[int]:
         if text not in self._prompt_cache:
@@ -175,21 +178,34 @@ class EmbeddedTrainer:
         }
         save_checkpoint(self.run_dir, self.state.step, state, keep=self.cfg.train.keep_checkpoints)
 
-    def _restore(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.state = TrainState(**ckpt["train_state"])
-        self.runlog.truncate_after(self.state.step)
-        log.info("resumed from %s (step %d, %d prompt batches consumed)", path, self.state.step, self.state.batch_index)
+    def _resume(self) -> None:
+        """Roll the run directory back to its newest valid checkpoint (none: step 0) and restore it.
+
+        The checkpoint is the commit point of the run's transaction log: whatever was logged after
+        it (metrics, validations, a torn line, a half-written checkpoint) is dropped and recomputed
+        exactly, so a kill at any instant neither duplicates nor loses a record."""
+        remove_unfinished(self.run_dir)
+        found = load_latest_valid(self.run_dir)
+        if found is not None:
+            path, ckpt = found
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.state = TrainState(**ckpt["train_state"])
+        dropped = self.runlog.truncate_after(self.state.step)
+        if found is not None:
+            log.info("resumed from %s (step %d, %d prompt batches consumed%s)", path, self.state.step,
+                     self.state.batch_index, f"; {dropped} later step record(s) dropped, to be recomputed" if dropped else "")
+        elif dropped:
+            log.warning("no valid checkpoint in %s: starting again from step 0; the %d step record(s) logged "
+                        "before are dropped and will be recomputed", self.run_dir / "checkpoints", dropped)
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
         cfg, st = self.cfg, self.state
         total = cfg.train.total_steps
-        if self.runlog.status().get("state") == "completed" and st.step >= total:
-            log.info("run already completed at step %d; nothing to do", st.step)
-            return self._final_summary()
+        if self.done is not None:
+            log.info("run already completed at step %d; nothing to do", self.done["step"])
+            return self.done
         self.runlog.set_status("running", step=st.step, total_steps=total, experiment=cfg.experiment_name,
                                seed=cfg.seed, error=None)
         if st.step == 0 and cfg.train.val_before_train and not self._evaluated(0):

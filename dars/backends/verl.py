@@ -253,10 +253,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         return {}
 
     runlog = RunLog(run_dir)
-    if runlog.status().get("state") == "completed":
-        log.info("run already completed; nothing to do")
-        summaries = runlog.eval_summaries()
-        return summaries[-1] if summaries else {}
+    done = runlog.completed_summary(cfg.train.total_steps)  # (RunDirError when its records are gone)
+    if done is not None:
+        log.info("run already completed at step %d; nothing to do", done["step"])
+        return done
     runlog.set_status("running", step=runlog.status().get("step", 0), total_steps=cfg.train.total_steps,
                       experiment=cfg.experiment_name, seed=cfg.seed, error=None)
     env = {**os.environ, "DARS_REWARD_VERSION": cfg.reward.version, "PYTHONUNBUFFERED": "1"}

@@ -231,8 +231,6 @@ class DarsRayTrainer(RayPPOTrainer):
 
         self.global_steps += 1  # the step being trained (verl names checkpoints after it)
         actor_metrics = reduce_metrics(self._update_actor(batch).meta_info["metrics"])
-        if self._should_save():
-            self._save_checkpoint()
         self.checkpoint_manager.update_weights(self.global_steps)
         t_update = time.perf_counter() - t0
 
@@ -357,6 +355,8 @@ class DarsRayTrainer(RayPPOTrainer):
                 last = self.global_steps >= total
                 if cfg.trainer.test_freq > 0 and (last or self.global_steps % cfg.trainer.test_freq == 0):
                     verl_metrics.update(self._validate())
+                if self._should_save():  # after the step's record and validation: a checkpoint at step k
+                    self._save_checkpoint()  # implies both are on disk, so a resume never loses a record
                 tracker.log(data={**{f"dars/{k}": v for k, v in record.items() if v is not None},
                                   **verl_metrics}, step=self.global_steps)
                 bar.update(1)
