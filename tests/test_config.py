@@ -87,6 +87,7 @@ def test_paper_preset_values():
     (["experiment=baseline", "train.ppo_mini_batch_size=0"], "train.ppo_mini_batch_size=0 must be >= 1"),
     (["eval.max_k=0"], "eval.max_k=0 must be >= 1 (or null = n_val)"),
     (["seed=abc"], "seed='abc' must be an integer (int), e.g. seed=1"),
+    (["+foo=1"], "foo"),  # an added key nothing reads
 ])
 def test_bad_config_fails_cleanly(overrides, message, tmp_path, cache_dir):
     proc = run_dars([*overrides, f"paths.output_dir={tmp_path}"], tmp_path, cache_dir, check=False)
@@ -374,3 +375,26 @@ def test_appending_a_known_key_where_nothing_reads_it_is_refused():
     with pytest.raises(ConfigError, match=r"\+data.use_template \(read only with data=parquet\)"):
         check_overrides(["+data.use_template=false"], cfg)
     check_overrides(["+data.use_template=false"])  # without the config only the key itself is judged
+
+
+def test_data_the_tokenizer_cannot_render_exits_2_before_training(tmp_path, cache_dir):
+    """Found only once the checkpoint's tokenizer is loaded (every prompt over the length limit):
+    still one line, exit 2, and the run directory this start made is gone."""
+    from dars.verl_data import write_verl_parquet
+
+    rows = [{"data_source": "train", "prompt": [{"role": "user", "content": "What is " + "1+" * 40 + "1?"}],
+             "ability": "math", "reward_model": {"ground_truth": "41", "style": "rule"},
+             "extra_info": {"index": i, "split": "train"}} for i in range(16)]
+    write_verl_parquet(rows, tmp_path / "train.parquet")
+    write_verl_parquet(rows[:4], tmp_path / "val.parquet")
+    out = tmp_path / "out"
+    proc = run_dars(["data=parquet", f"data.train_file={tmp_path / 'train.parquet'}",
+                     f"data.val_file={tmp_path / 'val.parquet'}", f"model.path={ROOT / 'dars/assets/tiny_base'}",
+                     "data.use_template=false", "experiment=baseline", "train.batch_size=8",
+                     "train.ppo_mini_batch_size=4"], out, cache_dir, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dars: data error: "), proc.stderr
+    assert "every prompt is longer than max_prompt_length" in lines[0] and "Fix:" in lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not any(p.is_file() for p in out.rglob("*")), "the failed start left files behind"

@@ -163,3 +163,29 @@ def test_a_completed_run_whose_metrics_were_deleted_says_so_and_exits_2(referenc
 
 def records_without_metrics(run: Path) -> dict:
     return {f.name: f.read_text() for f in sorted((run / "eval").glob("*.jsonl"))}
+
+
+def test_the_lock_is_seen_across_processes_and_dies_with_its_holder(tmp_path):
+    """What status readers rely on: a live holder is seen from another process; once it is
+    SIGKILLed the lock is free at once and a "running" status.json reads as interrupted."""
+    from dars.runlock import RunBusy, RunLock, is_held, observed_state
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
+                               "from dars.runlock import RunLock; RunLock(sys.argv[2]).acquire(); "
+                               "print('held', flush=True); time.sleep(600)", str(ROOT), str(run)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert is_held(run) and observed_state(run, {"state": "running"}) == "running"
+        with pytest.raises(RunBusy, match=f"pid {holder.pid} on "):
+            RunLock(run).acquire()
+        assert is_held(run)  # probing and failing did not disturb the holder
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not is_held(run) and observed_state(run, {"state": "running"}) == "interrupted"
+    assert observed_state(run, {"state": "completed"}) == "completed"
+    with RunLock(run):  # free again: taken over at once, nothing stale to clean
+        assert is_held(run)  # (in-process: answered without touching the lock file)
+    assert not is_held(run)

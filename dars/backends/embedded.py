@@ -85,9 +85,15 @@ def response_logprobs(model, prompts, responses, pad_id, device, autocast_ctx, t
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     trainer = EmbeddedTrainer(cfg, Path(run_dir))
+    from dars.config import ConfigError
+    from dars.runlog import RunDirError
+    from dars.verl_data import DataError
+
     try:
         trainer.setup()
         return trainer.train()
+    except (ConfigError, DataError, RunDirError):
+        raise  # bad input found in setup: dars.run says it in one line (exit 2); the run's status is untouched
     except BaseException as e:  # record why, for the sweep status table; then re-raise
         log.exception("run failed")  # Hydra's multirun keeps the exception; Slurm logs need the trace
         if trainer.runlog is not None:
