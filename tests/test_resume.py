@@ -171,10 +171,9 @@ def test_the_lock_is_seen_across_processes_and_dies_with_its_holder(tmp_path):
     from dars.runlock import RunBusy, RunLock, is_held, observed_state
 
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
-                               "from dars.runlock import RunLock; RunLock(sys.argv[2]).acquire(); "
-                               "print('held', flush=True); time.sleep(600)", str(ROOT), str(run)],
-                              stdout=subprocess.PIPE, text=True)
+    hold = ("import sys, time; sys.path.insert(0, sys.argv[1]); from dars.runlock import RunLock; "
+            "RunLock(sys.argv[2]).acquire(); print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(ROOT), str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         assert is_held(run) and observed_state(run, {"state": "running"}) == "running"
