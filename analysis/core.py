@@ -434,6 +434,10 @@ def analyse(
         if r.state == "running":
             st = r.status or {}
             r.notes.insert(0, f"in progress (step {st.get('step', '?')}/{st.get('total_steps', '?')})")
+        elif r.state == "interrupted":
+            st = r.status or {}
+            r.notes.insert(0, f"interrupted at step {st.get('step', '?')}/{st.get('total_steps', '?')} (its process "
+                              f"died without recording an end; the same command resumes it)")
         elif r.state in ("failed", "killed"):
             err = (r.status or {}).get("error")
             r.notes.insert(0, f"run {r.state}" + (f": {err}" if err else "")

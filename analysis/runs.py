@@ -221,7 +221,8 @@ def _index_native_eval(run: Run) -> None:
     for k, p in sorted(files.items()):
         if k in listed:
             use[k] = (p, "native")
-        elif run.state == "running" and k == max(files):
+        elif run.state in ("running", "interrupted") and k == max(files):
+            # being written, or cut off by a kill before its summary line (a resume redoes it)
             run.notes.append(f"eval at step {k} still being written (no summary line yet); skipped")
         else:
             run.notes.append(f"eval/step_{k}.jsonl has no summary line; used anyway")

@@ -20,6 +20,7 @@ from analysis_fixtures import (
 from analysis import figures as figures_cli
 from analysis import regenerate, runs, seed_compat, tables
 from analysis.synthetic import to_seed_dumps, to_verl_dumps, write_run
+from dars.runlock import RunLock
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,7 @@ def messy_sweep(tmp_path_factory):
     write_handmade_run(root, "dars_et", extra_per_step=4)
     # in progress: truncated metrics line, a validation still being written
     hw = write_handmade_run(root, "dars_hw", state="running", extra_per_step=8)
+    RunLock(hw).acquire()  # its writer is alive: "running" is believed only while the run's lock is held
     with open(hw / "metrics.jsonl", "a") as f:
         f.write('{"step": 5, "prompts": 4, "rollouts/st')
     with open(hw / "eval" / "step_6.jsonl", "w") as f:
@@ -45,6 +47,7 @@ def messy_sweep(tmp_path_factory):
     (bn / "status.json").write_text(json.dumps({"state": "running", "step": 0, "total_steps": 9,
                                                 "experiment": "breadth_naive", "seed": 0}))
     (bn / "metrics.jsonl").write_text("")
+    RunLock(bn).acquire()
     # unknown data source and an empty (unreadable) step file listed in the summary
     probs = list(HAND_EVAL_B) + [("toy_arith", "t-1", [1, 0, 0, 0], ["1", "2", "3", "4"])]
     eb = write_handmade_run(root, "dars_et_breadth", evals={2: HAND_EVAL_A, 4: probs})

@@ -19,6 +19,7 @@ from analysis.readers import (
     sniff_dump_format,
 )
 from analysis.runs import discover
+from dars.runlock import RunLock
 
 
 def _write_native(path, problems):
@@ -182,9 +183,13 @@ def test_discover_finds_native_runs_sweeps_and_dumps(tmp_path):
 def test_eval_without_summary_line_while_running_is_skipped(tmp_path):
     run = write_handmade_run(tmp_path, "dars_et", state="running")
     _write_native(run / "eval" / "step_6.jsonl", HAND_EVAL_A)  # summary line not written yet
-    (r,), _ = discover([tmp_path])
-    assert r.eval_steps == [2, 4]
+    with RunLock(run):  # the writer is alive
+        (r,), _ = discover([tmp_path])
+        assert r.state == "running" and r.eval_steps == [2, 4]
     assert any("still being written" in n for n in r.notes)
+    # the writer died there (SIGKILL): the run is interrupted, and the file its resume drops is skipped too
+    (r,), _ = discover([tmp_path])
+    assert r.state == "interrupted" and r.eval_steps == [2, 4]
 
 
 def test_which_runs_are_complete_trained_results(tmp_path):
@@ -205,7 +210,8 @@ def test_which_runs_are_complete_trained_results(tmp_path):
 
     run_with("done", {"state": "completed", "step": 3, "total_steps": 8})  # epochs ran out
     run_with("at_total", {"state": "failed", "step": 4, "total_steps": 4, "error": "disk"})
-    run_with("running", {"state": "running", "step": 4, "total_steps": 8})
+    lock = RunLock(run_with("running", {"state": "running", "step": 4, "total_steps": 8})).acquire()  # alive
+    run_with("dead", {"state": "running", "step": 4, "total_steps": 8})  # its process was SIGKILLed
     run_with("interrupted", {"state": "interrupted", "step": 4})  # no total known: "of ?"
     run_with("copied_back", None, total_cfg=10)  # no status.json; the config says 10 steps
     run_with("no_status", None)  # nothing says it is unfinished
@@ -216,6 +222,7 @@ def test_which_runs_are_complete_trained_results(tmp_path):
     assert got["done"] == ("trained", "") and got["at_total"] == ("trained", "")
     assert got["no_status"] == ("trained", "")
     assert got["running"] == ("partial", "step 4 of 8 (state running); judged at step 4")
+    assert got["dead"] == ("partial", "step 4 of 8 (state interrupted); judged at step 4")
     assert got["interrupted"][0] == "partial" and got["interrupted"][1].startswith("step 4 of ?")
     assert got["copied_back"] == ("partial", "step 4 of 10 (state unknown); judged at step 4")
     kind, why = got["killed_early"]
@@ -223,3 +230,4 @@ def test_which_runs_are_complete_trained_results(tmp_path):
     # no evaluation at all: a partial run is still partial, a complete one a training-only run
     assert classify(by["running"], None)[1].endswith("no evaluation")
     assert classify(by["done"], None) == ("trained", "")
+    lock.release()
