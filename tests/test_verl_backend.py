@@ -155,6 +155,8 @@ def test_multi_node_ranks_share_one_ray_cluster(tmp_path, cache_dir):
     assert head.returncode == 0, head.stderr[-2000:]
     command = next(tmp_path.rglob("verl/command.sh")).read_text()
     assert "slurm/ray_cluster.sh" in command and "trainer.nnodes=2" in command
+    # verl's ray.init joins the script's cluster (RAY_ADDRESS), where Ray refuses a num_cpus argument
+    assert "ray_kwargs.ray_init.num_cpus" not in command
 
     wrong = subprocess.run(args, env={**base, "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0"},
                            cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -173,6 +173,10 @@ def verl_overrides(cfg: DictConfig, run_dir: Path, *, model_path: str, train_fil
         "hydra.run.dir": str(run_dir / "verl" / "hydra"),
         "hydra.job.chdir": False,
     }
+    if b.nnodes > 1:
+        # slurm/ray_cluster.sh starts Ray with fixed --num-cpus per node and exports RAY_ADDRESS, so
+        # verl's ray.init joins that cluster, and Ray refuses num_cpus when joining one (ValueError)
+        del ov["ray_kwargs.ray_init.num_cpus"]
     return [f"{k}={_value(v)}" for k, v in ov.items()] + [str(x) for x in b.extra_overrides]
 
 
