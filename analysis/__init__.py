@@ -14,13 +14,16 @@ Entry points::
 
 Modules: :mod:`analysis.metrics` (pure numeric functions), :mod:`analysis.readers` (file
 formats), :mod:`analysis.runs` (discovery), :mod:`analysis.labels` (seed groups),
-:mod:`analysis.core` (the computed results), :mod:`analysis.exclusions` (untrained and partial
+:mod:`analysis.core` (the computed results, built from :mod:`analysis.checkpoints`, which
+checkpoint a run is judged at, and :mod:`analysis.run_metrics`, the numbers of one run),
+:mod:`analysis.exclusions` (untrained and partial
 runs: listed, never ranked), :mod:`analysis.paired` (paired differences between seed groups),
 :mod:`analysis.significance` (bold only for a significantly best value), :mod:`analysis.claims`
 (the claims table; the paper's claims are data in ``analysis/paper_claims.yaml``),
-:mod:`analysis.tables`, :mod:`analysis.publish` (reports written whole or not at all),
-:mod:`analysis.figures`,
-:mod:`analysis.analytic`, :mod:`analysis.style`, :mod:`analysis.seed_compat`,
+:mod:`analysis.tables` (and the console report; rendering in :mod:`analysis.render`),
+:mod:`analysis.cli` (the shared options), :mod:`analysis.publish` (reports written whole or not
+at all), :mod:`analysis.figures`, :mod:`analysis.analytic` and :mod:`analysis.analytic_figures`
+(figures 5 and 6, every schedule of :mod:`dars.schedules`), :mod:`analysis.style`, :mod:`analysis.seed_compat`,
 :mod:`analysis.synthetic` (fixture/benchmark run generator). The statistics of the paired
 differences are :mod:`dars.stats`.
 """

@@ -1,14 +1,14 @@
-"""Command-line options shared by the entry points, and the console report."""
+"""Command-line options shared by the entry points (the console report is
+:func:`analysis.tables.print_report`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import TextIO
 
-from analysis.core import Analysis, Options, parse_checkpoint
-from analysis.exclusions import excluded_lines
+from analysis.checkpoints import parse_checkpoint
+from analysis.core import Options
 from analysis.names import EXCLUDED_SOURCES
 
 
@@ -156,34 +156,3 @@ def options_from_args(args: argparse.Namespace) -> Options:
         include_base=args.include_base,
         include_partial=args.include_partial,
     )
-
-
-def print_report(a: Analysis, out: TextIO, show_table: bool = True, after_table: str = "") -> None:
-    """Main table (+ ``after_table``, e.g. the claims table) + what was skipped and why +
-    per-run notes."""
-    from analysis.tables import _footnote, main_table, to_markdown
-
-    if show_table and a.has_eval:
-        print(to_markdown(main_table(a), bold_best=False), file=out, end="")
-        print(_footnote(a), file=out)
-    elif show_table:
-        print("No evaluation results to tabulate.", file=out)
-    if show_table and after_table:
-        print(after_table.rstrip() + "\n", file=out)
-    print(f"Runs analysed: {len(a.runs)}", file=out)
-    for lab, path, notes in a.run_notes():
-        if notes:
-            print(f"  {lab} ({path}):", file=out)
-            for n in notes:
-                print(f"    - {n}", file=out)
-    if a.excluded:
-        print(f"Not trained / excluded runs ({len(a.excluded)}): not complete trained results, "
-              "never ranked", file=out)
-        for line in excluded_lines(a.excluded):
-            print(f"  {line}", file=out)
-    if a.skipped:
-        print(f"Skipped {len(a.skipped)} run(s):", file=out)
-        for path, why in a.skipped:
-            print(f"  {path}: {why}", file=out)
-    for n in a.notes:
-        print(f"Note: {n}", file=out)

@@ -5,7 +5,8 @@
 3. ``fig3_pass1_passk``: Pass@1 vs Pass@K over checkpoints, arrows in time order.
 4. ``fig4_passk_curves``: Pass@k for k = 1..K (log2 axis) at the judged checkpoint, per
    benchmark and overall; band: min-max over seeds (one run: bootstrap CI over problems).
-5. ``fig5_advantage``: analytic cumulative advantage vs accuracy, GRPO and the ET/HW targets.
+5. ``fig5_advantage``: analytic cumulative advantage vs accuracy, GRPO and the schedules' targets
+   (:mod:`analysis.analytic_figures`, as 6).
 6. ``fig6_expected_rollouts``: analytic expected rollouts per prompt vs true solve rate.
 7. ``fig7_train_accuracy``: stage-1 training accuracy and group outcome fractions vs step.
 
@@ -29,10 +30,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import style  # first: selects the Agg backend before pyplot is imported
-from analysis.analytic import achieved_mass, advantage_mass, expected_rollouts, target
-from analysis.core import Analysis
+from analysis.analytic_figures import fig5_advantage, fig6_expected_rollouts
+from analysis.cli import add_analysis_args, options_from_args
+from analysis.core import Analysis, analyse
 from analysis.names import ALL, benchmark_display
-from analysis.style import DOUBLE_COL, PALETTE, SINGLE_COL, label_styles, paper_style
+from analysis.style import DOUBLE_COL, SINGLE_COL, label_styles, paper_style
 
 # isort: split
 import matplotlib.pyplot as plt  # after analysis.style, which picks the Agg backend
@@ -310,61 +312,6 @@ def fig4_passk_curves(a: Analysis, benchmarks: list[str] | None = None):
 
 
 # --------------------------------------------------------------------------------------------
-# analytic figures
-# --------------------------------------------------------------------------------------------
-
-
-def fig5_advantage(n: int = 8, et_max: int = 32, hw_max: int = 64):
-    """Cumulative advantage n*S(p) of GRPO (without and with std) and the DARS targets; dots:
-    what the integer schedules deliver at p_hat = c/n (ET capped at n_max)."""
-    p = np.linspace(0.0, 1.0, 401)
-    fig, axes = plt.subplots(1, 2, figsize=(DOUBLE_COL, 2.5), layout="constrained")
-    for ax, use_std, title in ((axes[0], False, "(a) GRPO without std (DARS default)"),
-                               (axes[1], True, "(b) GRPO with std")):
-        formula = r"$n\cdot2\sqrt{p(1-p)}$" if use_std else r"$n\cdot2p(1-p)$"
-        ax.plot(p, advantage_mass(p, n, use_std), color="black", label=f"GRPO {formula}")
-        ax.plot(p, target(p, n, "et", use_std), color=PALETTE["dars_et"], ls="--",
-                label="ET target (peak)")
-        ax.plot(p, target(p, n, "hw", use_std), color=PALETTE["dars_hw"], ls="--",
-                label=r"HW target $2(1-p)\cdot$peak")
-        for kind, nm in (("et", et_max), ("hw", hw_max)):
-            pp, mass = achieved_mass(n, nm, kind, use_std)
-            ax.plot(pp, mass, ls="none", marker="o", color=PALETTE[f"dars_{kind}"],
-                    label=f"{kind.upper()} delivered ($n_{{max}}$={nm})")
-        ax.set_xlabel("Accuracy $p$")
-        ax.set_ylabel("Cumulative advantage")
-        ax.set_title(title + f", n={n}")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 2.25 * float(advantage_mass(np.float64(0.5), n, use_std)))
-        ax.legend(loc="upper right", frameon=False, fontsize=6.5)
-    return fig
-
-
-def fig6_expected_rollouts(n: int = 8, et_max: int = 32, hw_max: int = 64, tables: bool = True):
-    """Expected total rollouts per prompt vs true solve rate q (binomial over the stage-1 count)."""
-    q = np.linspace(0.0, 1.0, 201)
-    fig, ax = plt.subplots(figsize=(SINGLE_COL, 2.6), layout="constrained")
-    ax.plot(q, expected_rollouts(q, n, et_max, "et"), color=PALETTE["dars_et"],
-            label=f"ET ($n_{{max}}$={et_max})")
-    ax.plot(q, expected_rollouts(q, n, hw_max, "hw"), color=PALETTE["dars_hw"],
-            label=f"HW ($n_{{max}}$={hw_max})")
-    if tables:
-        ax.plot(q, expected_rollouts(q, n, max(et_max, 32), "et_table"), color=PALETTE["dars_et"],
-                ls=":", lw=1.0, label="ET table (pre-Aug 2025)")
-        ax.plot(q, expected_rollouts(q, n, max(hw_max, 48), "hw_table"), color=PALETTE["dars_hw"],
-                ls=":", lw=1.0, label="HW table (pre-Aug 2025)")
-    ax.plot(q, np.full_like(q, n), color=PALETTE["baseline"], ls="--", lw=1.0,
-            label=f"GRPO (n={n})")
-    ax.set_xlabel("True solve rate $q$")
-    ax.set_ylabel("Expected rollouts / prompt")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, None)
-    ax.set_title(f"Expected rollouts per prompt, n={n}")
-    ax.legend(frameon=False)
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------
 
@@ -418,8 +365,6 @@ def write_figures(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analysis.cli import add_analysis_args
-
     ap = argparse.ArgumentParser(
         prog="python -m analysis.figures",
         description="Draw the figures (PNG and PDF) for every run below the given directories. "
@@ -433,9 +378,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.cli import options_from_args
-    from analysis.core import analyse
-
     ap = build_parser()
     args = ap.parse_args(argv)
     a = analyse(args.dirs, options_from_args(args)) if args.dirs else None

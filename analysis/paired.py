@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.core import Analysis, problem_matrix
+from analysis.core import Analysis
 from analysis.exclusions import BASE_ONLY, shown_labels
 from analysis.names import ALL
+from analysis.run_metrics import problem_matrix
 from analysis.runs import Run
 from dars.stats import Delta, block_residual_variance, scalar_delta, stratified_deltas
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from analysis.claims import add_claims_args, claims_from_args, write_claims
-from analysis.cli import add_analysis_args, options_from_args, print_report
+from analysis.cli import add_analysis_args, options_from_args
 from analysis.core import Analysis, analyse
 from analysis.exclusions import excluded_section, total_steps
 from analysis.figures import FIGURES, add_figure_args, write_figures
@@ -37,7 +37,7 @@ from analysis.publish import (
     staged,
 )
 from analysis.significance import make_comparer
-from analysis.tables import write_tables
+from analysis.tables import print_report, write_tables
 
 FIGURE_CAPTIONS = {
     1: "Token-level policy entropy (nats) of the update batch vs training: (a) mean over all "

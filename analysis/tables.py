@@ -1,9 +1,10 @@
 """Tables: the paper's main table, per-benchmark Pass@K and maj@K, CIs, and the cost table.
 
-Each table is a pandas DataFrame (rows = labels) rendered to Markdown, LaTeX (booktabs) and
-CSV. A column's best value is bold only where it is significantly better than every other row
+Each table is a pandas DataFrame (rows = labels) rendered to Markdown, LaTeX (booktabs;
+:mod:`analysis.render`) and CSV. A column's best value is bold only where it is significantly better than every other row
 (:mod:`analysis.significance`; the footnote says what bold means). ``python -m analysis.tables
-<dirs> --out <dir>`` writes them under ``<dir>/tables`` and prints the main table.
+<dirs> --out <dir>`` writes them under ``<dir>/tables`` and prints the main table with
+:func:`print_report` (the console report every entry point prints).
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
 
-from analysis.core import Analysis
-from analysis.exclusions import BASE_ONLY
+from analysis.cli import add_analysis_args, options_from_args
+from analysis.core import Analysis, analyse
+from analysis.exclusions import BASE_ONLY, excluded_lines
 from analysis.names import ALL, MACRO, benchmark_display
+from analysis.publish import NO_RUNS, missing_paths, no_runs_message, staged
+from analysis.render import PCT, to_latex, to_markdown
 from analysis.significance import make_comparer, per_benchmark_columns, significant_best
-
-PCT = 100.0
-
 
 # --------------------------------------------------------------------------------------------
 # table frames
@@ -184,122 +186,6 @@ def cost_table(a: Analysis) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# rendering
-# --------------------------------------------------------------------------------------------
-
-
-def _fmt(v, digits: int, scale: float) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, str):
-        return v
-    return f"{scale * v:.{digits}f}"
-
-
-def _best_mask(df: pd.DataFrame, scale: float, digits: int) -> pd.DataFrame:
-    """True where a cell equals its column's maximum as displayed (ties all bold)."""
-    mask = pd.DataFrame(False, index=df.index, columns=df.columns)
-    if len(df) < 2:
-        return mask
-    for col in df.columns:
-        s = pd.to_numeric(df[col], errors="coerce")
-        if s.notna().sum() < 2:
-            continue
-        shown = (s * scale).round(digits)
-        mask[col] = shown == shown.max()
-    return mask
-
-
-def _bold_best(cells: dict, df: pd.DataFrame, digits, scale, fmt: str,
-               bold: bool | pd.DataFrame) -> None:
-    """Wrap the cells to bold in ``fmt`` (e.g. ``**{}**``), in place: where the mask ``bold`` is
-    true, or (``bold=True``) each column's plain maximum as displayed (no statistics)."""
-    for col in df.columns:
-        if isinstance(bold, pd.DataFrame):
-            best = (bold[col].reindex(df.index).fillna(False).astype(bool).tolist()
-                    if col in bold else [False] * len(df))
-        else:
-            sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
-            dg = digits.get(col, 1) if isinstance(digits, dict) else digits
-            best = _best_mask(df[[col]], sc, dg)[col].tolist()
-        cells[col] = [fmt.format(c) if b else c for c, b in zip(cells[col], best, strict=True)]
-
-
-def _cells(df: pd.DataFrame, digits, scale, partial: pd.DataFrame | None):
-    out = {}
-    for col in df.columns:
-        dg = digits.get(col, 1) if isinstance(digits, dict) else digits
-        sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
-        vals = []
-        for lab, v in df[col].items():
-            s = _fmt(v, dg, sc)
-            if partial is not None and col in partial and bool(partial.at[lab, col]):
-                s += "*"
-            vals.append(s)
-        out[col] = vals
-    return out
-
-
-def to_markdown(
-    df: pd.DataFrame,
-    digits: int | dict = 1,
-    scale: float | dict = PCT,
-    bold_best: bool | pd.DataFrame = False,
-    partial: pd.DataFrame | None = None,
-    first_header: str = "Run",
-) -> str:
-    """A GitHub-flavoured Markdown table (numbers scaled and rounded). ``bold_best``: a mask of
-    the cells to bold (:func:`analysis.significance.significant_best`), True for each column's
-    plain maximum (no statistics behind it), False for none."""
-    cells = _cells(df, digits, scale, partial)
-    if bold_best is not False:
-        _bold_best(cells, df, digits, scale, "**{}**", bold_best)
-    header = "| " + " | ".join([first_header] + [str(c) for c in df.columns]) + " |"
-    sep = "|" + "|".join(["---"] + ["---:"] * len(df.columns)) + "|"
-    lines = [header, sep]
-    for i, lab in enumerate(df.index):
-        lines.append("| " + " | ".join([str(lab)] + [cells[c][i] for c in df.columns]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _tex_escape(s: str) -> str:
-    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-           "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
-    return "".join(rep.get(ch, ch) for ch in str(s))
-
-
-def to_latex(
-    df: pd.DataFrame,
-    digits: int | dict = 1,
-    scale: float | dict = PCT,
-    bold_best: bool | pd.DataFrame = False,
-    caption: str | None = None,
-    label: str | None = None,
-    partial: pd.DataFrame | None = None,
-    first_header: str = "Model",
-) -> str:
-    """A booktabs LaTeX table (``\\usepackage{booktabs}``); ``bold_best`` as in
-    :func:`to_markdown`."""
-    cells = _cells(df, digits, scale, partial)
-    cells = {c: [v.replace("–", "--").replace("*", "$^*$") for v in vals] for c, vals in cells.items()}
-    if bold_best is not False:
-        _bold_best(cells, df, digits, scale, "\\textbf{{{}}}", bold_best)
-    lines = ["\\begin{table}[t]", "\\centering"]
-    if caption:
-        lines.append(f"\\caption{{{_tex_escape(caption)}}}")
-    if label:
-        lines.append(f"\\label{{{label}}}")
-    lines.append("\\begin{tabular}{l" + "r" * len(df.columns) + "}")
-    lines.append("\\toprule")
-    lines.append(" & ".join([first_header] + [_tex_escape(c) for c in df.columns]) + " \\\\")
-    lines.append("\\midrule")
-    for i, lab in enumerate(df.index):
-        lines.append(" & ".join([_tex_escape(lab)] + [cells[c][i] for c in df.columns]) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------
 
@@ -436,13 +322,45 @@ def _footnote(a: Analysis, partial: pd.DataFrame | None = None) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# console report
+# --------------------------------------------------------------------------------------------
+
+
+def print_report(a: Analysis, out: TextIO, show_table: bool = True, after_table: str = "") -> None:
+    """Main table (+ ``after_table``, e.g. the claims table) + what was skipped and why +
+    per-run notes."""
+    if show_table and a.has_eval:
+        print(to_markdown(main_table(a), bold_best=False), file=out, end="")
+        print(_footnote(a), file=out)
+    elif show_table:
+        print("No evaluation results to tabulate.", file=out)
+    if show_table and after_table:
+        print(after_table.rstrip() + "\n", file=out)
+    print(f"Runs analysed: {len(a.runs)}", file=out)
+    for lab, path, notes in a.run_notes():
+        if notes:
+            print(f"  {lab} ({path}):", file=out)
+            for n in notes:
+                print(f"    - {n}", file=out)
+    if a.excluded:
+        print(f"Not trained / excluded runs ({len(a.excluded)}): not complete trained results, "
+              "never ranked", file=out)
+        for line in excluded_lines(a.excluded):
+            print(f"  {line}", file=out)
+    if a.skipped:
+        print(f"Skipped {len(a.skipped)} run(s):", file=out)
+        for path, why in a.skipped:
+            print(f"  {path}: {why}", file=out)
+    for n in a.notes:
+        print(f"Note: {n}", file=out)
+
+
+# --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analysis.cli import add_analysis_args
-
     ap = argparse.ArgumentParser(
         prog="python -m analysis.tables",
         description="Write the main, Pass@K, maj@K, CI and cost tables (Markdown, LaTeX, CSV) "
@@ -455,9 +373,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.cli import options_from_args, print_report
-    from analysis.publish import NO_RUNS, missing_paths, no_runs_message, staged
-
     ap = build_parser()
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -483,8 +398,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _analyse_or_exit(args, opts):
-    from analysis.core import analyse
-
     try:
         return analyse(args.dirs, opts)
     except ValueError as e:

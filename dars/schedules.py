@@ -20,27 +20,37 @@ rounding (n = 6, HW, p = 1/12: 30.000000004) gives that integer. The paper's con
 (n = 8 and 16) give the same numbers either way.
 
 A new schedule is one function registered with ``@register("name")`` plus one YAML file in
-``conf/schedule/`` that selects it.
+``conf/schedule/`` that selects it (``schedule: name``, ``n_max: ...``). A schedule defined by a
+target mass registers it too (``@register("name", target=T)``, ``T(p, a_peak)``). The analytic
+figures 5 and 6 (:mod:`analysis.analytic`) draw every schedule that has a YAML from the
+functions at the end of this module: :func:`advantage_mass`, :func:`target_mass`,
+:func:`delivered_mass`, :func:`expected_total_rollouts` and :func:`configured_n_max`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 ScheduleFn = Callable[[np.ndarray, int, int, bool], np.ndarray]
 SCHEDULES: dict[str, ScheduleFn] = {}
+# T(p, a_peak): the target mass of a schedule defined by one (p < 0.5; see _from_target)
+TargetFn = Callable[[np.ndarray, float], np.ndarray]
+TARGETS: dict[str, TargetFn] = {}
 
 # The official code treats accuracies at or below this as "no rollout correct".
 ZERO_ACC = 1e-6
 CEIL_TOLERANCE = 1e-9
 
 
-def register(name: str) -> Callable[[ScheduleFn], ScheduleFn]:
+def register(name: str, target: TargetFn | None = None) -> Callable[[ScheduleFn], ScheduleFn]:
     def wrap(fn: ScheduleFn) -> ScheduleFn:
         SCHEDULES[name] = fn
+        if target is not None:
+            TARGETS[name] = target
         return fn
 
     return wrap
@@ -63,14 +73,22 @@ def _from_target(acc: np.ndarray, n: int, n_max: int, use_std: bool, target) -> 
     return np.where(hard, np.maximum(extra, 0), 0).astype(np.int64)
 
 
-@register("et")
+def _flat_at_peak(p: np.ndarray, a_peak: float) -> np.ndarray:
+    return np.full_like(p, a_peak)
+
+
+def _twice_peak_at_zero(p: np.ndarray, a_peak: float) -> np.ndarray:
+    return 2.0 * (1.0 - p) * a_peak
+
+
+@register("et", target=_flat_at_peak)
 def equal_treatment(acc: np.ndarray, n: int, n_max: int, use_std: bool = False) -> np.ndarray:
-    return _from_target(acc, n, n_max, use_std, lambda p, a_peak: np.full_like(p, a_peak))
+    return _from_target(acc, n, n_max, use_std, _flat_at_peak)
 
 
-@register("hw")
+@register("hw", target=_twice_peak_at_zero)
 def hardness_weighted(acc: np.ndarray, n: int, n_max: int, use_std: bool = False) -> np.ndarray:
-    return _from_target(acc, n, n_max, use_std, lambda p, a_peak: 2.0 * (1.0 - p) * a_peak)
+    return _from_target(acc, n, n_max, use_std, _twice_peak_at_zero)
 
 
 @register("uniform")
@@ -122,3 +140,71 @@ def extra_rollouts(acc: float, n: int, n_max: int, kind: str, use_std: bool = Fa
     if not (0.0 <= acc <= 1.0) or math.isnan(acc):
         raise ValueError(f"accuracy must be in [0, 1], got {acc}")
     return int(extra_rollouts_batch(np.array([acc]), n, n_max, kind, use_std)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# what the analytic figures draw (analysis.analytic): every registered schedule with a YAML
+# --------------------------------------------------------------------------------------------
+
+CONF_SCHEDULES = Path(__file__).resolve().parents[1] / "conf" / "schedule"
+
+
+def advantage_mass(n: int, p, use_std: bool = False) -> np.ndarray:
+    """Total |advantage| ``n * S(p)`` of a group of ``n`` binary rollouts at accuracy ``p``."""
+    return n * _advantage_mass(np.asarray(p, dtype=np.float64), use_std)
+
+
+def target_mass(kind: str, n: int, p, use_std: bool = False) -> np.ndarray:
+    """The target mass ``T(p)`` of schedule ``kind`` for ``p < 0.5`` (NaN at ``p >= 0.5``, where
+    no schedule adds rollouts); ValueError if ``kind`` is not defined by a target."""
+    if kind not in TARGETS:
+        raise ValueError(f"schedule {kind!r} has no target mass; those with one: "
+                         f"{', '.join(TARGETS)}")
+    p = np.asarray(p, dtype=np.float64)
+    t = TARGETS[kind](p, float(advantage_mass(n, 0.5, use_std)))
+    return np.where(p < 0.5, t, np.nan)
+
+
+def delivered_mass(kind: str, n: int, n_max: int, use_std: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """What the integer schedule delivers at the observable accuracies ``p_hat = c/n`` with
+    ``c < n/2``: ``(n + extra) * S(p)``, with ``p = 1/(2n)`` at ``c = 0`` as the schedule takes
+    it. Returns (p, mass)."""
+    c = np.arange(n)
+    c = c[c / n < 0.5]
+    p_hat = c / n
+    extra = extra_rollouts_batch(p_hat, n, n_max, kind, use_std)
+    p = np.where(c == 0, 0.5 / n, p_hat)
+    return p, (n + extra) * _advantage_mass(p, use_std)
+
+
+def expected_total_rollouts(kind: str, q, n: int, n_max: int, use_std: bool = False
+                            ) -> np.ndarray:
+    """E[n + extra(C/n)] with the stage-1 count C ~ Binomial(n, q): the expected total rollouts
+    per prompt of true solve rate ``q`` (vectorised over ``q``)."""
+    q = np.atleast_1d(np.asarray(q, dtype=np.float64))
+    c = np.arange(n + 1)
+    extra = extra_rollouts_batch(c / n, n, n_max, kind, use_std).astype(np.float64)
+    comb = np.array([math.comb(n, int(k)) for k in c], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pmf = comb[None, :] * q[:, None] ** c[None, :] * (1.0 - q[:, None]) ** (n - c[None, :])
+    return pmf @ (n + extra)
+
+
+def configured_n_max(n: int, conf_dir: Path | None = None) -> dict[str, int]:
+    """Registered schedule -> its ``n_max`` at ``rollout.n = n``, as ``conf/schedule/*.yaml``
+    sets it (interpolations such as ``${rollout.n}`` resolved), in registration order;
+    schedules without a YAML are left out. ``conf_dir``: default :data:`CONF_SCHEDULES`."""
+    from omegaconf import OmegaConf
+
+    conf_dir = Path(conf_dir) if conf_dir is not None else CONF_SCHEDULES
+    if not conf_dir.is_dir():
+        raise FileNotFoundError(f"no schedule configs at {conf_dir}")
+    found: dict[str, int] = {}
+    for path in sorted(conf_dir.glob("*.yaml")):
+        root = OmegaConf.create({"rollout": {"n": n}})
+        root.algorithm = OmegaConf.load(path)
+        name = str(root.algorithm.get("schedule", path.stem))
+        if name in SCHEDULES and name not in found and "n_max" in root.algorithm:
+            found[name] = int(root.algorithm.n_max)
+    return {name: found[name] for name in SCHEDULES if name in found}

@@ -195,6 +195,44 @@ def test_fig6_expected_rollouts_values():
     plt.close(fig)
 
 
+def test_a_new_schedule_reaches_figures_5_and_6(tmp_path, monkeypatch):
+    """One registered function (with its target) + one YAML: drawn, with nothing changed in
+    analysis/."""
+    import shutil
+
+    from dars import schedules
+
+    def half_peak(p, a_peak):
+        return np.full_like(p, a_peak / 2)
+
+    monkeypatch.setitem(schedules.SCHEDULES, "half", lambda acc, n, n_max, use_std=False:
+                        schedules._from_target(acc, n, n_max, use_std, half_peak))
+    monkeypatch.setitem(schedules.TARGETS, "half", half_peak)
+    conf = tmp_path / "schedule"
+    shutil.copytree(schedules.CONF_SCHEDULES, conf)
+    (conf / "half.yaml").write_text("# @package algorithm\nschedule: half\nn_max: 24\n")
+    monkeypatch.setattr(schedules, "CONF_SCHEDULES", conf)
+
+    fig = fig5_advantage()
+    lines = _lines(fig.axes[0])
+    p = np.asarray(lines["half target"].get_xdata())
+    np.testing.assert_allclose(np.asarray(lines["half target"].get_ydata())[p < 0.5], 2.0)
+    dots = lines["half delivered ($n_{max}$=24)"]
+    extra = extra_rollouts_batch(np.arange(4) / 8, 8, 24, "half")
+    pp = np.where(np.arange(4) == 0, 1 / 16, np.arange(4) / 8)
+    np.testing.assert_allclose(dots.get_ydata(), (8 + extra) * 2 * pp * (1 - pp))
+    assert "ET target (peak)" in lines  # the paper's schedules are still there
+    plt.close(fig)
+
+    fig = fig6_expected_rollouts()
+    lines = _lines(fig.axes[0])
+    half = lines["half ($n_{max}$=24)"]
+    q = np.asarray(half.get_xdata())
+    np.testing.assert_allclose(half.get_ydata(), schedules.expected_total_rollouts("half", q, 8, 24))
+    assert {"ET ($n_{max}$=32)", "HW ($n_{max}$=64)", "GRPO (n=8)"} <= set(lines)
+    plt.close(fig)
+
+
 def test_palette_is_fixed_and_consistent(analysis):
     styles = style.label_styles(analysis.label_order, analysis.label_experiment)
     assert styles["baseline"]["color"] == style.PALETTE["baseline"]

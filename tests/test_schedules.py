@@ -5,7 +5,17 @@ import math
 import numpy as np
 import pytest
 
-from dars.schedules import SCHEDULES, extra_rollouts, extra_rollouts_batch
+from dars.schedules import (
+    SCHEDULES,
+    TARGETS,
+    advantage_mass,
+    configured_n_max,
+    delivered_mass,
+    expected_total_rollouts,
+    extra_rollouts,
+    extra_rollouts_batch,
+    target_mass,
+)
 
 
 def test_golden_n8():
@@ -77,3 +87,46 @@ def test_uniform_is_zero_and_errors_are_clear():
         extra_rollouts(0.1, 8, 4, "et")
     with pytest.raises(ValueError, match="accuracy"):
         extra_rollouts(1.5, 8, 32, "et")
+
+
+def test_advantage_mass_and_targets():
+    p = np.linspace(0, 1, 11)
+    np.testing.assert_allclose(advantage_mass(8, p), 8 * 2 * p * (1 - p))
+    np.testing.assert_allclose(advantage_mass(8, p, use_std=True), 8 * 2 * np.sqrt(p * (1 - p)))
+    assert set(TARGETS) == {"et", "hw"}
+    hard = p < 0.5
+    np.testing.assert_allclose(target_mass("et", 8, p)[hard], 4.0)
+    np.testing.assert_allclose(target_mass("hw", 8, p)[hard], 2 * (1 - p[hard]) * 4.0)
+    np.testing.assert_allclose(target_mass("et", 8, p, use_std=True)[hard], 8.0)
+    assert np.isnan(target_mass("hw", 8, p)[~hard]).all()
+    with pytest.raises(ValueError, match="no target"):
+        target_mass("et_table", 8, p)
+
+
+def test_delivered_mass_is_the_schedule_times_s():
+    p, mass = delivered_mass("et", 8, 32)
+    np.testing.assert_allclose(p, [1 / 16, 1 / 8, 2 / 8, 3 / 8])
+    np.testing.assert_allclose(mass, (8 + np.array([24, 11, 3, 1])) * 2 * p * (1 - p))
+
+
+def test_expected_total_rollouts_golden():
+    """docs/algorithm.md §3.3 table (two decimals)."""
+    q = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]
+    want = {
+        ("et", 32): [32, 27.15, 23.02, 16.75, 12.70, 8.98, 8.09, 8.00],
+        ("hw", 64): [64, 52.28, 42.58, 28.24, 19.11, 10.50, 8.25, 8.00],
+        ("et_table", 32): [32, 26.88, 22.64, 16.41, 12.50, 8.95, 8.09, 8.00],
+        ("hw_table", 64): [48, 39.22, 31.97, 21.40, 14.91, 9.31, 8.11, 8.00],
+        ("uniform", 8): [8] * 8,
+    }
+    for (kind, n_max), vals in want.items():
+        np.testing.assert_allclose(expected_total_rollouts(kind, q, 8, n_max), vals, atol=0.006)
+
+
+def test_configured_n_max_reads_conf_schedule(tmp_path):
+    assert configured_n_max(8) == {"et": 32, "hw": 64, "uniform": 8, "et_table": 32,
+                                   "hw_table": 64}
+    assert configured_n_max(16)["uniform"] == 16  # n_max: ${rollout.n}
+    (tmp_path / "et.yaml").write_text("# @package algorithm\nschedule: et\nn_max: 40\n")
+    (tmp_path / "other.yaml").write_text("schedule: not_registered\nn_max: 9\n")
+    assert configured_n_max(8, tmp_path) == {"et": 40}
