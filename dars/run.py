@@ -123,8 +123,7 @@ def main(cfg: DictConfig) -> float | None:
         validate(cfg)
         check_overrides(list(hc.overrides.task), cfg)
         backend = get_backend(cfg.backend.name)
-        if hasattr(backend, "check"):
-            backend.check(cfg)
+        backend.check(cfg)
     except ConfigError as e:
         _fail(run_dir, fresh, "config error", e, 2)
     try:

@@ -120,6 +120,11 @@ class RunLog:
     def eval_summaries(self) -> list[dict]:
         return read_jsonl(self.summary_path)
 
+    def final_summary(self) -> dict:
+        """The last validation's summary line ({} when the run never validated): what a run returns."""
+        summaries = self.eval_summaries()
+        return summaries[-1] if summaries else {}
+
     # -- writing --------------------------------------------------------------------------
     def log_step(self, record: dict) -> None:
         record = _append_jsonl(self.metrics_path, record)

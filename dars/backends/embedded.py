@@ -29,6 +29,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dars import algorithm as algo
+from dars import step
 from dars.checkpoint import load_latest_valid, remove_unfinished, save_checkpoint
 from dars.data import PromptStream, load_splits
 from dars.evaluate import run_validation
@@ -81,6 +82,10 @@ def response_logprobs(model, prompts, responses, pad_id, device, autocast_ctx, t
     logprob = logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
     mask = (cols[None, :] < r_len[:, None]).float()
     return logprob, (entropy_from_logits(logits) if with_entropy else None), mask
+
+
+def check(cfg: DictConfig) -> None:
+    """Nothing beyond dars.config.validate: the embedded backend runs every config that passes it."""
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
@@ -225,10 +230,10 @@ class EmbeddedTrainer:
             record = self.training_step()
             if record is None:
                 continue
-            self.runlog.log_step(record)
+            self.runlog.log_step(record.to_json())
             bar.update(1)
-            bar.set_postfix({"acc": f"{record['acc/stage1']:.2f}", "stage2": record["rollouts/stage2"],
-                             "kept": record["groups/kept"], "H": f"{record['entropy/token_mean']:.2f}"})
+            bar.set_postfix({"acc": f"{record.acc_stage1:.2f}", "stage2": record.rollouts_stage2,
+                             "kept": record.groups_kept, "H": f"{record.entropy_token_mean:.2f}"})
             if cfg.train.test_freq > 0 and st.step % cfg.train.test_freq == 0:
                 self.validate()
             if cfg.train.save_freq > 0 and st.step % cfg.train.save_freq == 0:
@@ -241,16 +246,12 @@ class EmbeddedTrainer:
             self.validate()
         self.save()
         self.runlog.set_status("completed", step=st.step)
-        return self._final_summary()
+        return self.runlog.final_summary()
 
     def _evaluated(self, step: int) -> bool:
         return any(s["step"] == step for s in self.runlog.eval_summaries())
 
-    def _final_summary(self) -> dict:
-        summaries = self.runlog.eval_summaries()
-        return summaries[-1] if summaries else {}
-
-    def training_step(self) -> dict | None:
+    def training_step(self) -> step.StepRecord | None:
         cfg, st = self.cfg, self.state
         a, r = cfg.algorithm, cfg.rollout
         t_step = time.perf_counter()
@@ -262,62 +263,36 @@ class EmbeddedTrainer:
         prompt_ids = [self._encode(p.prompt) for p in problems]
         golds = [p.answer for p in problems]
         params = self._sampling(r.temperature, r.top_p)
-        num_prompts = len(problems)
 
-        # stage 1: n rollouts per prompt -> difficulty estimate
-        seed_everything(cfg.seed, "stage1", batch_index)
-        t0 = time.perf_counter()
-        ro = self.engine.generate(prompt_ids, [r.n] * num_prompts, params)
-        t_gen1 = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rewards = self._score(ro, golds)
-        t_reward = time.perf_counter() - t0
-        acc1 = algo.group_accuracy(np.array(ro.prompt_index), rewards, num_prompts)
+        def sample(stage: int, counts: np.ndarray) -> Rollouts:
+            seed_everything(cfg.seed, f"stage{stage}", batch_index)  # each stage's draws from its own key
+            return self.engine.generate(prompt_ids, counts.tolist(), params)
 
-        # stage 2: extra rollouts for hard prompts, same weights, same sampling parameters
-        extra = algo.plan_stage2(acc1, r.n, a.n_max, a.schedule, a.use_std)
-        n_stage1, n_stage2, t_gen2 = len(ro), int(extra.sum()), 0.0
-        if n_stage2 > 0:
-            seed_everything(cfg.seed, "stage2", batch_index)
-            t0 = time.perf_counter()
-            ro2 = self.engine.generate(prompt_ids, extra.tolist(), params)
-            t_gen2 = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            rewards = np.concatenate([rewards, self._score(ro2, golds)])
-            t_reward += time.perf_counter() - t0
-            ro.extend(ro2)  # same prompt index = same group
+        def score(rows: Rollouts) -> tuple[np.ndarray, np.ndarray]:
+            return np.array(rows.prompt_index), self._score(rows, golds)
 
-        group = np.array(ro.prompt_index)
-        stats = algo.filter_groups(group, rewards, num_prompts, acc1, a.filter_groups, a.upper_threshold)
-        base = {
-            "step": st.step + 1, "epoch": epoch, "prompts": num_prompts,
-            "rollouts/stage1": n_stage1, "rollouts/stage2": n_stage2,
-            "rollouts/per_prompt": (n_stage1 + n_stage2) / num_prompts,
-            "tokens/generated": int(sum(ro.lengths)),
-            "acc/stage1": float(acc1.mean()),
-            "groups/solve_none": stats.solve_none, "groups/solve_all": stats.solve_all,
-            "groups/solve_partial": stats.solve_partial, "groups/kept": int(stats.keep.sum()),
-            "stage2/saved": stats.stage2_saved,
-            "response_length/mean": float(np.mean(ro.lengths)),
-            "response_length/clip_ratio": float(np.mean(ro.truncated)),
-        }
-        if not stats.keep.any():
+        two = step.two_stage_rollout(sample, score, len(problems), r.n, a)
+        ro = two.stage1
+        if two.stage2 is not None:
+            ro.extend(two.stage2)  # same prompt index = same group
+        fields = step.rollout_fields(two, np.array(ro.lengths), r.max_response_length)
+        if not two.stats.keep.any():
             log.info("batch %d: every group was all-correct or all-wrong; skipped (step stays %d)",
                      batch_index, st.step)
             return None
 
         # advantages over merged groups; keep whole groups, ordered by prompt (mini-batches split
         # between groups, never inside one)
-        adv = algo.group_advantages(group, rewards, a.use_std)
-        kept = [i for i in np.argsort(group, kind="stable") if stats.keep[group[i]]]
+        group = two.group
+        adv = algo.group_advantages(group, two.rewards, a.use_std)
+        kept = [i for i in np.argsort(group, kind="stable") if two.stats.keep[group[i]]]
         t0 = time.perf_counter()
         upd = self.update(ro, adv, group, kept)
         t_update = time.perf_counter() - t0
         st.step += 1
-        return {**base, **upd, "lr": self.optimizer.param_groups[0]["lr"],
-                "samples/seen": st.samples_seen,
-                "time/gen1": t_gen1, "time/gen2": t_gen2, "time/reward": t_reward, "time/update": t_update,
-                "time/step": time.perf_counter() - t_step}
+        return step.StepRecord(step=st.step, epoch=epoch, **fields, **upd, lr=self.optimizer.param_groups[0]["lr"],
+                               samples_seen=st.samples_seen, time_update=t_update,
+                               time_step=time.perf_counter() - t_step)
 
     def _score(self, ro: Rollouts, golds: list[str]) -> np.ndarray:
         texts = self.tok.batch_decode(ro.response_ids, skip_special_tokens=False)
@@ -364,19 +339,15 @@ class EmbeddedTrainer:
                     skipped += 1
         self.state.optim_total += len(pg) - skipped
         ent_token_mean, ent_seq_mean = entropy_means(ent_sums, ent_counts)
-        rec = {
-            "entropy/token_mean": ent_token_mean,
-            "entropy/seq_mean": ent_seq_mean,
-            "loss/pg": float(np.mean(pg)),
-            "loss/clipfrac": clipped / max(tokens, 1),
-            "grad_norm": float(np.mean(norms)) if norms else float("nan"),
-            "optim/steps": len(pg) - skipped, "optim/skipped": skipped, "optim/total": self.state.optim_total,
+        return dict(
+            entropy_token_mean=ent_token_mean, entropy_seq_mean=ent_seq_mean,
+            loss_pg=float(np.mean(pg)), loss_clipfrac=clipped / max(tokens, 1),
+            loss_kl=kl / max(tokens, 1) if self.ref_model is not None else None,
+            grad_norm=float(np.mean(norms)) if norms else float("nan"),
+            optim_steps=len(pg) - skipped, optim_skipped=skipped, optim_total=self.state.optim_total,
             # prompt + response tokens of the update batch, once per PPO epoch (throughput = this / time/update)
-            "tokens/trained": int(sum(len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in kept)) * t.ppo_epochs,
-        }
-        if self.ref_model is not None:
-            rec["loss/kl"] = kl / max(tokens, 1)
-        return rec
+            tokens_trained=int(sum(len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in kept)) * t.ppo_epochs,
+        )
 
     @staticmethod
     def _record_old(ro, micro, lp, ent, mask, old_lp, ent_sums, ent_counts) -> None:

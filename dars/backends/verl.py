@@ -277,8 +277,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         runlog.set_status("failed", step=step, error=f"verl exited with {rc}; see verl/driver.log")
         raise RuntimeError(f"verl exited with status {rc}; its log is {verl_dir / 'driver.log'}")
     runlog.set_status("completed", step=step)
-    summaries = runlog.eval_summaries()
-    return summaries[-1] if summaries else {}
+    return runlog.final_summary()
 
 
 def _metrics(run_dir: Path) -> list[dict]:

@@ -43,6 +43,7 @@ from verl.utils.py_functional import rename_dict
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from dars import algorithm as algo
+from dars import step
 from dars.evaluate import summarize
 from dars.metrics import entropy_means
 from dars.runlog import RunLog, read_jsonl
@@ -85,58 +86,34 @@ class DarsRayTrainer(RayPPOTrainer):
         d = self.config.dars
         n = self.config.actor_rollout_ref.rollout.n
         prompt_uids = list(batch.non_tensor_batch["uid"])
-        num_prompts = len(prompt_uids)
         gen_batch = self._get_gen_batch(batch)  # moves the prompt fields out of `batch`
         gen_batch.meta_info["global_steps"] = self.global_steps
 
-        # stage 1: n rollouts per prompt -> difficulty estimate
-        t0 = time.perf_counter()
-        out1 = self._generate(gen_batch.repeat(repeat_times=n, interleave=True))
-        rows = [batch.repeat(repeat_times=n, interleave=True).union(out1)]
-        t_gen1 = time.perf_counter() - t0
-        scores1 = sequence_scores(rows[0])
-        acc1 = algo.group_accuracy(uid_groups(rows[0].non_tensor_batch["uid"], prompt_uids), scores1, num_prompts)
+        def sample(stage: int, counts: np.ndarray) -> DataProto:
+            # a prompt's rollouts keep its uid; stage 2 samples the same snapshot with the same parameters
+            if stage == 1:
+                return batch.repeat(repeat_times=n, interleave=True).union(
+                    self._generate(gen_batch.repeat(repeat_times=n, interleave=True)))
+            return batch.sample_level_repeat(counts).union(self._generate(gen_batch.sample_level_repeat(counts)))
 
-        # stage 2: extra rollouts for hard prompts, same snapshot and sampling, same uid
-        extra = algo.plan_stage2(acc1, n, d.n_max, d.schedule, d.use_std)
-        t_gen2 = 0.0
-        if extra.sum() > 0:
-            t0 = time.perf_counter()
-            out2 = self._generate(gen_batch.sample_level_repeat(extra))
-            rows.append(batch.sample_level_repeat(extra).union(out2))
-            t_gen2 = time.perf_counter() - t0
+        def score(rows: DataProto) -> tuple[np.ndarray, np.ndarray]:
+            # (verl's reward loop graded each response during generation; this reads its scores)
+            return uid_groups(rows.non_tensor_batch["uid"], prompt_uids), sequence_scores(rows)
+
+        two = step.two_stage_rollout(sample, score, len(prompt_uids), n, d)
         # every generation of the step is done: free the rollout engine's memory for training
         self.checkpoint_manager.sleep_replicas()
 
-        merged = DataProto.concat(rows) if len(rows) > 1 else rows[0]
+        merged = DataProto.concat([two.stage1, two.stage2]) if two.stage2 is not None else two.stage1
         if "response_mask" not in merged.batch.keys():
             merged.batch["response_mask"] = compute_response_mask(merged)
-        group = uid_groups(merged.non_tensor_batch["uid"], prompt_uids)
-        scores = sequence_scores(merged)
-        stats = algo.filter_groups(group, scores, num_prompts, acc1, d.filter_groups, d.upper_threshold)
         lengths = merged.batch["response_mask"].sum(-1).cpu().numpy()
-        response_width = merged.batch["responses"].shape[-1]
-        metrics = {
-            "prompts": num_prompts,
-            "rollouts/stage1": num_prompts * n,
-            "rollouts/stage2": int(extra.sum()),
-            "rollouts/per_prompt": len(merged) / num_prompts,
-            "tokens/generated": int(lengths.sum()),
-            "acc/stage1": float(acc1.mean()),
-            "groups/solve_none": stats.solve_none,
-            "groups/solve_all": stats.solve_all,
-            "groups/solve_partial": stats.solve_partial,
-            "groups/kept": int(stats.keep.sum()),
-            "stage2/saved": stats.stage2_saved,
-            "response_length/mean": float(lengths.mean()),
-            "response_length/clip_ratio": float((lengths >= response_width).mean()),
-            "time/gen1": t_gen1,
-            "time/gen2": t_gen2,
-        }
-        if not stats.keep.any():
+        budget = merged.batch["responses"].shape[-1]  # verl pads responses to the budget, response_length
+        metrics = step.to_keys(step.rollout_fields(two, lengths, budget))
+        if not two.stats.keep.any():
             return None, metrics
-        if not stats.keep.all():
-            merged = merged.select_idxs(stats.keep[group])
+        if not two.stats.keep.all():
+            merged = merged.select_idxs(two.stats.keep[two.group])
         return merged, metrics
 
     # ------------------------------------------------------------------ update batch
@@ -241,20 +218,15 @@ class DarsRayTrainer(RayPPOTrainer):
         else:
             optim_steps = epochs * -(-record["prompts"] // self.config.actor_rollout_ref.actor.ppo_mini_batch_size)
         self._optim_total += optim_steps
-        record = {
-            "step": self.global_steps, "epoch": epoch, **record,
-            "tokens/trained": trained_tokens,
-            "entropy/token_mean": token_mean, "entropy/seq_mean": seq_mean,
-            "loss/pg": actor_metrics.get("actor/pg_loss"),
-            "loss/clipfrac": actor_metrics.get("actor/pg_clipfrac"),
-            "grad_norm": actor_metrics.get("actor/grad_norm"),
-            "optim/steps": optim_steps, "optim/skipped": 0, "optim/total": self._optim_total,
-            "lr": actor_metrics.get("actor/lr", self.config.actor_rollout_ref.actor.optim.lr),
-            "samples/seen": self._samples_seen,
-            "time/update": t_update, "time/step": time.perf_counter() - t_step,
-        }
-        if "actor/kl_loss" in actor_metrics:
-            record["loss/kl"] = actor_metrics["actor/kl_loss"]
+        record = step.StepRecord(
+            step=self.global_steps, epoch=epoch, **step.from_keys(record), tokens_trained=trained_tokens,
+            entropy_token_mean=token_mean, entropy_seq_mean=seq_mean,
+            loss_pg=actor_metrics.get("actor/pg_loss"), loss_clipfrac=actor_metrics.get("actor/pg_clipfrac"),
+            loss_kl=actor_metrics.get("actor/kl_loss"), grad_norm=actor_metrics.get("actor/grad_norm"),
+            optim_steps=optim_steps, optim_skipped=0, optim_total=self._optim_total,  # verl reports no skips
+            lr=actor_metrics.get("actor/lr", self.config.actor_rollout_ref.actor.optim.lr),
+            samples_seen=self._samples_seen, time_update=t_update, time_step=time.perf_counter() - t_step,
+        ).to_json()
         return record, {**verl_metrics, **actor_metrics}
 
     def _dp_size(self) -> int:
@@ -332,8 +304,8 @@ class DarsRayTrainer(RayPPOTrainer):
         self.runlog = RunLog(Path(cfg.dars.run_dir))
         self.runlog.truncate_after(self.global_steps)  # a resumed run recomputes what came after
         done = read_jsonl(self.runlog.metrics_path)
-        self._samples_seen = done[-1]["samples/seen"] if done else 0
-        self._optim_total = done[-1]["optim/total"] if done else 0
+        last = step.from_keys(done[-1]) if done else {}
+        self._samples_seen, self._optim_total = last.get("samples_seen", 0), last.get("optim_total", 0)
 
         evaluated = {s["step"] for s in self.runlog.eval_summaries()}
         due = (self.global_steps == 0 and cfg.trainer.val_before_train) or (
