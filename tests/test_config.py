@@ -74,6 +74,32 @@ def test_paper_preset_values():
     assert (cfg.rollout.n, cfg.algorithm.n_max, cfg.train.lr, cfg.train.total_steps) == (16, 32, 1e-6, 120)
 
 
+def _job(overrides: list[str]) -> dict:
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(overrides)
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+
+
+@pytest.mark.parametrize("row,depth", [("breadth_naive", "baseline"), ("dars_et_breadth", "dars_et"),
+                                       ("dars_hw_breadth", "dars_hw")])
+def test_breadth_is_one_override(row, depth):
+    """conf/train/breadth.yaml is the breadth settings, once: each breadth row is its depth row plus train=breadth."""
+    breadth = _job([f"experiment={row}"])
+    plus = _job([f"experiment={depth}", "train=breadth"])
+    assert breadth.pop("experiment_name") == row and plus.pop("experiment_name") == depth
+    assert breadth.pop("run_name") == f"{row}-s0" and plus.pop("run_name") == f"{depth}-s0-train=breadth"
+    assert breadth == plus
+
+
+def test_the_7b_preset_is_the_15b_preset_renamed():
+    common = ["experiment=dars_hw_breadth", "model.path=/x"]
+    big, small = _job([*common, "preset=qwen2.5-math-7b"]), _job([*common, "preset=qwen2.5-math-1.5b"])
+    assert (big.pop("preset_name"), small.pop("preset_name")) == ("qwen2.5-math-7b", "qwen2.5-math-1.5b")
+    assert big.pop("sweep_name") == "qwen2.5-math-7b" and small.pop("sweep_name") == "qwen2.5-math-1.5b"
+    assert big == small
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["algorithm.n_max=4"], "algorithm.n_max=4 is smaller than rollout.n=8"),
     (["experiment=baseline", "train.batch_size=6"], "not divisible by train.ppo_mini_batch_size"),
@@ -230,36 +256,119 @@ def test_schema_lists_every_field_of_the_composed_config(overrides):
     assert not missing, f"add these to dars.config.SCHEMA: {missing}"
 
 
-def _sweep_values(value: str) -> list[str]:
-    """Representative values of a sweep parameter: every choice / range value, both ends of an
-    interval, every experiment a glob matches."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import Glob, IntervalSweep
+SWEEPS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
 
-    o = OverridesParser.create().parse_override(f"k={value}")
-    v = o.value()
-    if isinstance(v, IntervalSweep):
-        return [str(v.start), str(v.end)]
+
+def compose_sweep(sweep: str, overrides: list[str]):
+    """The sweep file itself composed as ``python -m dars.run --config-dir sweeps --config-name SWEEP``
+    composes it (its defaults: conf/config.yaml, hydra/sweeper), with its Hydra part."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "sweeps"), version_base="1.3"):
+        cfg = compose(sweep, overrides=[*overrides, f"hydra.searchpath=[file://{ROOT / 'conf'}]"],
+                      return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def _distribution_values(dist) -> list:
+    """Representative values of an Optuna distribution: every choice, every point of a stepped int
+    range of up to 16 points, else both ends."""
+    import optuna.distributions as od
+
+    if isinstance(dist, od.CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, od.IntDistribution) and (dist.high - dist.low) // dist.step < 16:
+        return list(range(dist.low, dist.high + 1, dist.step))
+    return [dist.low, dist.high]
+
+
+def _basic_sweep_values(override) -> list[str]:
+    """Every value of a basic-sweeper parameter: each choice / range value, every experiment a glob matches."""
+    from hydra.core.override_parser.types import Glob
+
+    v = override.value()
     if isinstance(v, Glob):
         return v.filter(EXPERIMENTS)
-    return list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(v)]
+    return list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(v)]
 
 
-@pytest.mark.parametrize("sweep", sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml")))
-def test_every_sweep_trial_validates(sweep):
-    """Each value a sweep in sweeps/ may draw composes and validates (one parameter varied at a
-    time, the others at their first value), as dars.run would see the trial."""
+def sweep_trials(sweep: str) -> list[dict[str, str]]:
+    """Every trial a sweep file may run, as overrides: the full product of its parameters'
+    representative values, read from the composed sweep config. An Optuna study's search space is
+    parsed by the sweeper's own code (dars.tune), and its sweeper is built from the composed config;
+    its enqueued trials come too."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    spec = OmegaConf.load(ROOT / "sweeps" / f"{sweep}.yaml")
-    base = [f"{k}={v}" for k, v in spec.items() if k not in ("defaults", "hydra")]
-    params = {k: _sweep_values(str(v)) for k, v in spec.hydra.sweeper.params.items()}
-    firsts = {k: vals[0] for k, vals in params.items()}
-    trials = [dict(firsts, **{k: x}) for k, vals in params.items() for x in vals]
-    trials += [dict(firsts, **{k: str(v) for k, v in t.items()}) for t in spec.hydra.sweeper.get("enqueue_trials", [])]
+    from dars.tune import (
+        DarsOptunaSweeperImpl,
+        format_value,
+        parse_search_space_strings,
+    )
+
+    spec = compose_sweep(sweep, []).hydra.sweeper
+    assert spec.params, f"sweeps/{sweep}.yaml has no hydra.sweeper.params"
+    lines = [f"{k}={v}" for k, v in spec.params.items()]
+    if spec._target_.endswith("DarsOptunaSweeper"):
+        kwargs = OmegaConf.to_container(spec, resolve=True)
+        kwargs.pop("_target_")
+        sweeper = DarsOptunaSweeperImpl(**kwargs)  # the study's settings are valid (directions, ...)
+        space, fixed = parse_search_space_strings(lines)
+        assert space and sorted([*space, *(f.split("=", 1)[0] for f in fixed)]) == sorted(spec.params)
+        values = {k: [format_value(x) for x in _distribution_values(d)] for k, d in space.items()}
+        values.update({k: [v] for k, v in (f.split("=", 1) for f in fixed)})
+        extra = [{k: format_value(v) for k, v in t.items()} for t in sweeper.enqueue_trials]
+        assert all(set(t) <= set(space) for t in extra), "an enqueued trial sets a key outside the search space"
+    else:
+        assert spec._target_.endswith("BasicSweeper"), spec._target_
+        values = {o.get_key_element(): _basic_sweep_values(o)
+                  for o in OverridesParser.create().parse_overrides(lines)}
+        extra = []
+    keys = list(values)
+    trials = [dict(zip(keys, combo)) for combo in itertools.product(*(values[k] for k in keys))]
+    firsts = trials[0]
+    return trials + [dict(firsts, **t) for t in extra]
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_every_sweep_trial_validates(sweep):
+    """Each trial a sweep in sweeps/ may run (the product of its choices, both ends of each interval,
+    every experiment a glob matches, the enqueued trials) composes from the sweep file itself and
+    validates, as dars.run would see the trial."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    trials = sweep_trials(sweep)
     assert len(trials) > 1
+    parser = OverridesParser.create()
     for trial in trials:
-        validate(compose_config(base + [f"{k}={v}" for k, v in trial.items()]))
+        overrides = [f"{k}={v}" for k, v in trial.items()]
+        cfg = compose_sweep(sweep, overrides)
+        validate(cfg)
+        assert cfg.sweep_name == sweep and cfg.hydra.mode.name == "MULTIRUN"
+        seen = {"experiment": cfg.experiment_name, "schedule": cfg.algorithm.schedule}
+        for o in parser.parse_overrides(overrides):  # the trial's values are what the run sees
+            k = o.get_key_element()
+            assert seen.get(k, OmegaConf.select(cfg, k)) == o.value(), (sweep, k, o.value())
+
+
+def test_the_sweep_trials_cover_each_search_space():
+    """What test_every_sweep_trial_validates runs, per sweep: each choice, interval end, glob match."""
+    et = sweep_trials("n_max_et")
+    assert sorted(int(t["algorithm.n_max"]) for t in et[:-1]) == [12, 16, 20, 24, 28, 32, 35]
+    assert et[-1]["algorithm.n_max"] == "32" and all(t["experiment"] == "dars_et" for t in et)  # enqueued
+    assert {t["algorithm.n_max"] for t in sweep_trials("n_max_hw")} == {"12", "64"}
+    pareto = sweep_trials("n_max_pareto")
+    assert len(pareto) == 2 * 7 * 2 and {t["schedule"] for t in pareto} == {"et", "hw"}
+    assert {t["train.lr"] for t in pareto} == {"5e-06", "0.0001"}
+    grid = sweep_trials("paper_grid")
+    assert len(grid) == 7 * 3 and {t["experiment"] for t in grid} == set(EXPERIMENTS)
 
 
 # ---------------------------------------------------------------------------- model: checkpoint and device
