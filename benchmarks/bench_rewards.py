@@ -18,6 +18,7 @@ hit one of its own internal 5 s timeouts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import random
@@ -26,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dars.rewards import RewardScorer  # noqa: E402
+from dars.rewards import RewardScorer
 
 # ------------------------------------------------------------------------------------------------
 # a realistic batch
@@ -105,7 +106,7 @@ def _poly(r):
 
 def _decimal(r):
     v = round(r.uniform(0.1, 99.9), 2)
-    right = [f"{v}", f"{v:.3f}", f"\\frac{{{int(round(v * 100))}}}{{100}}"]
+    right = [f"{v}", f"{v:.3f}", f"\\frac{{{round(v * 100)}}}{{100}}"]
     wrong = [f"{v + 0.1:.2f}", f"{v * 10:.1f}", f"{round(v)}"]
     return f"{v}", right, wrong
 
@@ -139,11 +140,7 @@ def _set(r):
     return f"\\{{{a},{b},{c}\\}}", right, wrong
 
 
-_WORDS = (
-    "we the of is to and so that let then consider note since hence thus therefore value "
-    "equation solve find compute substitute simplify gives obtain check case term factor root sum "
-    "product side both divide multiply number integer positive negative first second next"
-).split()
+_WORDS = ["we", "the", "of", "is", "to", "and", "so", "that", "let", "then", "consider", "note", "since", "hence", "thus", "therefore", "value", "equation", "solve", "find", "compute", "substitute", "simplify", "gives", "obtain", "check", "case", "term", "factor", "root", "sum", "product", "side", "both", "divide", "multiply", "number", "integer", "positive", "negative", "first", "second", "next"]
 
 
 def _sentence(r) -> str:
@@ -284,17 +281,26 @@ def plain_serial(responses, golds):
 # ------------------------------------------------------------------------------------------------
 
 
+def _child_pids() -> set[int]:
+    """pids of this process's live child processes (Linux /proc; empty if unavailable)."""
+    pids: set[int] = set()
+    try:
+        for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+            with open(f"/proc/{os.getpid()}/task/{tid}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+    except OSError:
+        pass
+    return pids
+
+
 def _workers_cpu(scorer) -> float:
     """CPU seconds used so far by the scorer's live worker processes (Linux /proc; 0 if unavailable)."""
     total = 0.0
-    pool = getattr(scorer, "_pool", None)
-    for w in getattr(pool, "workers", []):
-        try:
-            with open(f"/proc/{w.proc.pid}/stat") as f:
+    for pid in _child_pids():  # the pool's workers are this process's children (pebble, spawn)
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a worker may exit meanwhile
+            with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except Exception:
-            pass
     return total
 
 
@@ -318,7 +324,7 @@ def main(argv=None):
     ap.add_argument("--pathological-baseline", action="store_true", help="also run plain math-verify on the pathological set")
     args = ap.parse_args(argv)
 
-    problems = max(1, int(round(args.problems * args.fraction)))
+    problems = max(1, round(args.problems * args.fraction))
     n_items = problems * args.samples
     print(f"batch: {problems} problems x {args.samples} samples = {n_items:,} items "
           f"(fraction {problems / args.problems:.3f} of {args.problems} x {args.samples})", flush=True)
