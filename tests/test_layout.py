@@ -19,7 +19,7 @@ MAX_LINES = 500
 
 # issue #12: modules still over MAX_LINES (being split)
 LONG_ALLOWED = {
-    "dars/rewards.py",  # split in progress (issue #12)
+    "dars/rewards/parse.py",  # 514 lines: the math-verify 0.9.0 parse replica, one job (issue #12)
 }
 
 # issue #12: the import cycles that exist today, each as the set of modules it joins
