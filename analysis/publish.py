@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,15 @@ WHAT_IS_A_RUN = ("a run directory holds metrics.jsonl, eval/ or status.json; a d
 
 def missing_paths(dirs) -> list[str]:
     return [str(d) for d in dirs if not Path(d).exists()]
+
+
+def refuse_missing_inputs(dirs, out: Path | None) -> bool:
+    """Print the one message for input paths that do not exist and return True (the caller exits
+    with :data:`NO_RUNS` before reading or writing anything); False when every path exists."""
+    missing = missing_paths(dirs)
+    if missing:
+        print(no_runs_message(missing, out, header="error: input path(s) not found:"), file=sys.stderr)
+    return bool(missing)
 
 
 def no_runs_message(dirs, out: Path | None, notes=(),

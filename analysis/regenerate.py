@@ -31,8 +31,8 @@ from analysis.exclusions import excluded_section, total_steps
 from analysis.figures import FIGURES, add_figure_args, write_figures
 from analysis.publish import (
     NO_RUNS,
-    missing_paths,
     no_runs_message,
+    refuse_missing_inputs,
     roots_without_runs,
     staged,
 )
@@ -175,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     # a mistyped path is never what was meant: a report without its runs would look complete
-    missing = missing_paths(args.dirs)
-    if missing:
-        print(no_runs_message(missing, out, header="error: input path(s) not found:"),
-              file=sys.stderr)
+    if refuse_missing_inputs(args.dirs, out):
         return NO_RUNS
 
     claims = claims_from_args(args)

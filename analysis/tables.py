@@ -22,7 +22,7 @@ from analysis.cli import add_analysis_args, options_from_args
 from analysis.core import Analysis, analyse
 from analysis.exclusions import BASE_ONLY, excluded_lines
 from analysis.names import ALL, MACRO, benchmark_display
-from analysis.publish import NO_RUNS, missing_paths, no_runs_message, staged
+from analysis.publish import NO_RUNS, no_runs_message, refuse_missing_inputs, staged
 from analysis.render import PCT, to_latex, to_markdown
 from analysis.significance import make_comparer, per_benchmark_columns, significant_best
 
@@ -376,10 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     out = Path(args.out)
-    missing = missing_paths(args.dirs)
-    if missing:
-        print(no_runs_message(missing, out, header="error: input path(s) not found:"),
-              file=sys.stderr)
+    if refuse_missing_inputs(args.dirs, out):
         return NO_RUNS
     a = _analyse_or_exit(args, options_from_args(args))
     if a is None:

@@ -21,7 +21,7 @@ SKIP_DIRS = {".venv", ".git", "node_modules", "outputs", "dars.egg-info", "__pyc
 
 HEADING = re.compile(r"^(#{2,6})\s+(\d+(?:\.\d+)*)\.?\s+\S", re.MULTILINE)
 SEC = r"§(\d+(?:\.\d+)*)"
-# docs/x.md, then (possibly after a line break inside a comment or docstring) §a, §a-§b, §a–b
+# docs/<name>.md, then (possibly after a line break inside a comment or docstring) §a, §a-§b, §a–b
 CITATION = re.compile(
     r"docs/([\w.-]+?\.md)[ \t]*(?:\n[ \t#*>]*)?" + SEC + r"(?:\s*[-–]\s*§?(\d+(?:\.\d+)*))?(?: ([A-Z][a-z]+))?"
 )
