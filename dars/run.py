@@ -133,6 +133,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         log.info("run %s -> %s", cfg.run_name, run_dir)
         summary = backend.run(cfg, run_dir)
+        if summary:  # (still holding the lock: results.txt belongs to this run's writer too)
+            table = final_report(run_dir, summary, cfg.eval.n_val)
+            atomic_write_text(run_dir / "results.txt", table + "\n")
     except (ConfigError, DataError) as e:  # found once the model's tokenizer could render the data
         lock.release()
         _fail(run_dir, fresh, "config error" if isinstance(e, ConfigError) else "data error", e, 2)
@@ -141,12 +144,9 @@ def main(cfg: DictConfig) -> float | None:
         _fail(run_dir, False, "run directory error", e, 2)
     finally:
         lock.release()
-    n_val = cfg.eval.n_val
     if summary:
-        table = final_report(run_dir, summary, n_val)
-        print(f"\n{cfg.run_name}: step {summary['step']} against the base model (step 0), {n_val} samples per "
-              f"problem, T={cfg.eval.temperature}\n{table}\n")
-        atomic_write_text(run_dir / "results.txt", table + "\n")
+        print(f"\n{cfg.run_name}: step {summary['step']} against the base model (step 0), {cfg.eval.n_val} samples "
+              f"per problem, T={cfg.eval.temperature}\n{table}\n")
         return summary.get("val/all/pass@1")
     return None
 
