@@ -28,12 +28,6 @@ at all), :mod:`analysis.figures`, :mod:`analysis.analytic` and :mod:`analysis.an
 differences are :mod:`dars.stats`.
 """
 
-from analysis.metrics import (
-    avg_per_problem,
-    bootstrap_ci,
-    maj_at_k,
-    pass_at_k_matrix,
-    summarize,
-)
+from analysis.metrics import avg_per_problem, bootstrap_ci, maj_at_k, pass_at_k_matrix, summarize
 
 __all__ = ["avg_per_problem", "bootstrap_ci", "maj_at_k", "pass_at_k_matrix", "summarize"]

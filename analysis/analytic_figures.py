@@ -15,12 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis import analytic
-from analysis.style import (  # selects Agg first
-    DOUBLE_COL,
-    PALETTE,
-    SINGLE_COL,
-    colour_map,
-)
+from analysis.style import DOUBLE_COL, PALETTE, SINGLE_COL, colour_map  # selects Agg first
 
 # isort: split
 import matplotlib.pyplot as plt  # after analysis.style, which picks the Agg backend
@@ -52,20 +47,25 @@ def fig5_advantage(n: int = 8, n_max: dict[str, int] | None = None):
     caps = {k: v for k, v in analytic.schedules(n, n_max).items() if analytic.has_target(k)}
     p = np.linspace(0.0, 1.0, 401)
     fig, axes = plt.subplots(1, 2, figsize=(DOUBLE_COL, 2.5), layout="constrained")
-    for ax, use_std, title in ((axes[0], False, "(a) GRPO without std (DARS default)"),
-                               (axes[1], True, "(b) GRPO with std")):
+    for ax, use_std, title in (
+        (axes[0], False, "(a) GRPO without std (DARS default)"),
+        (axes[1], True, "(b) GRPO with std"),
+    ):
         formula = r"$n\cdot2\sqrt{p(1-p)}$" if use_std else r"$n\cdot2p(1-p)$"
-        ax.plot(p, analytic.advantage_mass(p, n, use_std), color="black",
-                label=f"GRPO {formula}")
+        ax.plot(p, analytic.advantage_mass(p, n, use_std), color="black", label=f"GRPO {formula}")
         for kind in caps:
             name, colour, _, _ = _schedule_look(kind, caps)
-            ax.plot(p, analytic.target(p, n, kind, use_std), color=colour, ls="--",
-                    label=TARGET_LABELS.get(kind, f"{name} target"))
+            ax.plot(
+                p,
+                analytic.target(p, n, kind, use_std),
+                color=colour,
+                ls="--",
+                label=TARGET_LABELS.get(kind, f"{name} target"),
+            )
         for kind, nm in caps.items():
             name, colour, _, _ = _schedule_look(kind, caps)
             pp, mass = analytic.achieved_mass(n, nm, kind, use_std)
-            ax.plot(pp, mass, ls="none", marker="o", color=colour,
-                    label=f"{name} delivered ($n_{{max}}$={nm})")
+            ax.plot(pp, mass, ls="none", marker="o", color=colour, label=f"{name} delivered ($n_{{max}}$={nm})")
         ax.set_xlabel("Accuracy $p$")
         ax.set_ylabel("Cumulative advantage")
         ax.set_title(title + f", n={n}")
@@ -93,8 +93,7 @@ def fig6_expected_rollouts(n: int = 8, n_max: dict[str, int] | None = None, tabl
         label = name if kind in HISTORY_SCHEDULES else f"{name} ($n_{{max}}$={caps[kind]})"
         ax.plot(q, y, color=colour, ls=ls, label=label, **({"lw": lw} if lw else {}))
     if flat:
-        ax.plot(q, np.full_like(q, n), color=PALETTE["baseline"], ls="--", lw=1.0,
-                label=f"GRPO (n={n})")
+        ax.plot(q, np.full_like(q, n), color=PALETTE["baseline"], ls="--", lw=1.0, label=f"GRPO (n={n})")
     ax.set_xlabel("True solve rate $q$")
     ax.set_ylabel("Expected rollouts / prompt")
     ax.set_xlim(0, 1)

@@ -24,7 +24,7 @@ def parse_checkpoint(spec: str) -> tuple:
         try:
             return ("step", int(spec[5:]))
         except ValueError:
-            raise ValueError(f"bad checkpoint {spec!r}: step:<int> expected")
+            raise ValueError(f"bad checkpoint {spec!r}: step:<int> expected") from None
     if spec.startswith("best:"):
         parts = spec[5:].split(":")
         bench = parts[0] or ALL

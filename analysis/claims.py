@@ -26,8 +26,7 @@ from analysis.paired import METRIC_HELP, Comparer, paired_delta_frame, parse_met
 from dars.stats import DIRECTIONS, NOT_RUN, combine_verdicts, verdict
 
 PAPER_CLAIMS = Path(__file__).with_name("paper_claims.yaml")
-CLAIM_KEYS = {"id", "text", "quote", "source", "variant", "reference", "metric", "direction",
-              "comparisons"}
+CLAIM_KEYS = {"id", "text", "quote", "source", "variant", "reference", "metric", "direction", "comparisons"}
 COMPARISON_KEYS = {"variant", "reference", "metric", "direction"}
 
 
@@ -75,8 +74,7 @@ def _checks(spec: dict, defaults: dict, where: str) -> list[Check]:
             raise ClaimsError(f"{where}: missing {key!r}")
     direction = str(merged["direction"])
     if direction not in DIRECTIONS:
-        raise ClaimsError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}, "
-                         f"got {direction!r}")
+        raise ClaimsError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     metrics = _names(merged["metric"], "metric", where)
     for m in metrics:
         try:
@@ -108,8 +106,7 @@ def parse_claims(data, origin: str = "<claims>") -> list[Claim]:
         seen.add(cid)
         unknown = set(item) - CLAIM_KEYS
         if unknown:
-            raise ClaimsError(f"{where}: unknown key(s) {sorted(unknown)}; "
-                              f"known: {sorted(CLAIM_KEYS)}")
+            raise ClaimsError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(CLAIM_KEYS)}")
         defaults = {k: item[k] for k in COMPARISON_KEYS if k in item}
         if "comparisons" in item:
             comps = item["comparisons"]
@@ -118,14 +115,20 @@ def parse_claims(data, origin: str = "<claims>") -> list[Claim]:
             checks = []
             for j, comp in enumerate(comps):
                 if not isinstance(comp, dict) or set(comp) - COMPARISON_KEYS:
-                    raise ClaimsError(f"{where}: comparison {j + 1} must be a mapping of "
-                                     f"{sorted(COMPARISON_KEYS)}")
+                    raise ClaimsError(f"{where}: comparison {j + 1} must be a mapping of {sorted(COMPARISON_KEYS)}")
                 checks += _checks(comp, defaults, f"{where}, comparison {j + 1}")
         else:
             checks = _checks({}, defaults, where)
-        out.append(Claim(cid, str(item.get("text", "")).strip(), checks,
-                         str(item.get("quote", "") or "").strip(),
-                         str(item.get("source", "") or "").strip(), origin))
+        out.append(
+            Claim(
+                cid,
+                str(item.get("text", "")).strip(),
+                checks,
+                str(item.get("quote", "") or "").strip(),
+                str(item.get("source", "") or "").strip(),
+                origin,
+            )
+        )
     return out
 
 
@@ -148,9 +151,26 @@ def load_claims(files=(), paper: bool = True) -> list[Claim]:
 # judging
 # --------------------------------------------------------------------------------------------
 
-CLAIM_COLUMNS = ["claim", "variant", "reference", "metric", "direction", "unit", "delta", "lo",
-                 "hi", "half_width", "n_seeds", "n_seeds_ref", "paired_seeds", "n_problems",
-                 "verdict", "note", "text", "source"]
+CLAIM_COLUMNS = [
+    "claim",
+    "variant",
+    "reference",
+    "metric",
+    "direction",
+    "unit",
+    "delta",
+    "lo",
+    "hi",
+    "half_width",
+    "n_seeds",
+    "n_seeds_ref",
+    "paired_seeds",
+    "n_problems",
+    "verdict",
+    "note",
+    "text",
+    "source",
+]
 
 
 def judge_claims(a: Analysis, claims: list[Claim], cmp: Comparer) -> pd.DataFrame:
@@ -161,27 +181,32 @@ def judge_claims(a: Analysis, claims: list[Claim], cmp: Comparer) -> pd.DataFram
         for ch in claim.checks:
             c = cmp.compare(ch.variant, ch.reference, ch.metric)
             d = c.delta
-            rows.append({
-                "claim": claim.id,
-                "variant": c.variant_label or ch.variant,
-                "reference": c.reference_label or ch.reference,
-                "metric": c.metric.display(a.K),
-                "direction": ch.direction,
-                "unit": c.metric.unit,
-                "delta": d.estimate if d else math.nan,
-                "lo": d.lo if d else math.nan,
-                "hi": d.hi if d else math.nan,
-                "half_width": d.half_width if d else math.nan,
-                "n_seeds": d.n_seeds if d else 0,
-                "n_seeds_ref": d.n_seeds_ref if d else 0,
-                "paired_seeds": d.paired_seeds if d else False,
-                "n_problems": d.n_problems if d else 0,
-                "verdict": verdict(d, ch.direction),
-                "note": "; ".join(([c.reason] if c.reason else []) + c.notes
-                                  + ([_no_interval(d)] if d and not math.isfinite(d.lo) else [])),
-                "text": claim.text,
-                "source": claim.source,
-            })
+            rows.append(
+                {
+                    "claim": claim.id,
+                    "variant": c.variant_label or ch.variant,
+                    "reference": c.reference_label or ch.reference,
+                    "metric": c.metric.display(a.K),
+                    "direction": ch.direction,
+                    "unit": c.metric.unit,
+                    "delta": d.estimate if d else math.nan,
+                    "lo": d.lo if d else math.nan,
+                    "hi": d.hi if d else math.nan,
+                    "half_width": d.half_width if d else math.nan,
+                    "n_seeds": d.n_seeds if d else 0,
+                    "n_seeds_ref": d.n_seeds_ref if d else 0,
+                    "paired_seeds": d.paired_seeds if d else False,
+                    "n_problems": d.n_problems if d else 0,
+                    "verdict": verdict(d, ch.direction),
+                    "note": "; ".join(
+                        ([c.reason] if c.reason else [])
+                        + c.notes
+                        + ([_no_interval(d)] if d and not math.isfinite(d.lo) else [])
+                    ),
+                    "text": claim.text,
+                    "source": claim.source,
+                }
+            )
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
@@ -196,11 +221,17 @@ def claim_summary(claims: list[Claim], table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for c in claims:
         sub = table[table["claim"] == c.id]
-        rows.append({"claim": c.id, "verdict": combine_verdicts(sub["verdict"].tolist()),
-                     "comparisons": len(sub), "text": c.text, "quote": c.quote,
-                     "source": c.source})
-    return pd.DataFrame(rows, columns=["claim", "verdict", "comparisons", "text", "quote",
-                                       "source"])
+        rows.append(
+            {
+                "claim": c.id,
+                "verdict": combine_verdicts(sub["verdict"].tolist()),
+                "comparisons": len(sub),
+                "text": c.text,
+                "quote": c.quote,
+                "source": c.source,
+            }
+        )
+    return pd.DataFrame(rows, columns=["claim", "verdict", "comparisons", "text", "quote", "source"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,25 +260,27 @@ def _seeds(row) -> str:
 
 def claims_markdown(table: pd.DataFrame, summary: pd.DataFrame, level: float) -> str:
     pct = f"{round(100 * level)}% CI"
-    L = ["| Claim | Comparison | Metric | Δ | " + pct + " | ± | Seeds | Problems | Verdict |",
-         "|---|---|---|---:|---:|---:|---|---:|---|"]
+    L = [
+        "| Claim | Comparison | Metric | Δ | " + pct + " | ± | Seeds | Problems | Verdict |",
+        "|---|---|---|---:|---:|---:|---|---:|---|",
+    ]
     for _, r in table.iterrows():
         sc, dg = _display(r["unit"])
         lo, hi = sc * r["lo"], sc * r["hi"]
         ci = "–" if not math.isfinite(lo) else f"[{_num(lo, dg)}, {_num(hi, dg)}]"
         claimed = ">" if r["direction"] == "greater" else "<"
-        L.append(f"| {r['claim']} | {r['variant']} vs {r['reference']} ({claimed} 0) | "
-                 f"{r['metric']} | {_num(sc * r['delta'], dg)} | {ci} | "
-                 f"{_num(sc * r['half_width'], dg, sign=False)} | {_seeds(r)} | "
-                 f"{r['n_problems'] or '–'} | **{r['verdict']}** |")
+        L.append(
+            f"| {r['claim']} | {r['variant']} vs {r['reference']} ({claimed} 0) | "
+            f"{r['metric']} | {_num(sc * r['delta'], dg)} | {ci} | "
+            f"{_num(sc * r['half_width'], dg, sign=False)} | {_seeds(r)} | "
+            f"{r['n_problems'] or '–'} | **{r['verdict']}** |"
+        )
     L.append("")
     for _, s in summary.iterrows():
         src = f" Source: {s['source']}" if s["source"] else ""
         quote = f' ("{s["quote"]}")' if s["quote"] else ""
-        L.append(f"- **{s['claim']}: {s['verdict']}**. {s['text']}.{src}{quote}"
-                 + ("." if src or quote else ""))
-    notes = [(r["claim"], r["variant"], r["reference"], r["note"]) for _, r in table.iterrows()
-             if r["note"]]
+        L.append(f"- **{s['claim']}: {s['verdict']}**. {s['text']}.{src}{quote}" + ("." if src or quote else ""))
+    notes = [(r["claim"], r["variant"], r["reference"], r["note"]) for _, r in table.iterrows() if r["note"]]
     if notes:
         L.append("")
         L += [f"- {c} {v} vs {ref}: {n}" for c, v, ref, n in notes]
@@ -256,17 +289,22 @@ def claims_markdown(table: pd.DataFrame, summary: pd.DataFrame, level: float) ->
 
 def _caption(a: Analysis, n_boot: int) -> str:
     o = a.options
-    return (f"Δ = variant − reference at the judged checkpoint ({o.checkpoint}); Avg/Pass in "
-            "points (the CSVs hold fractions), overall = every problem weighs the same. "
-            f"{round(100 * o.level)}% CI: "
-            f"hierarchical bootstrap over seeds and problems (B={n_boot}, seed={o.seed}), t "
-            "interval with the small-seed correction of dars.stats"
-            + ("; between trained groups with shared seeds, the run-to-run variance is pooled over "
-               "every group of the sweep run with those seeds (seeds as blocks)"
-               if o.pool_seed_variance else "; each comparison's own seed variance")
-            + "; `base` = each run's own step-0 evaluation. Verdict: holds = CI entirely on the "
-            "claimed side of 0, "
-            "contradicted = entirely on the other side, else inconclusive.")
+    return (
+        f"Δ = variant − reference at the judged checkpoint ({o.checkpoint}); Avg/Pass in "
+        "points (the CSVs hold fractions), overall = every problem weighs the same. "
+        f"{round(100 * o.level)}% CI: "
+        f"hierarchical bootstrap over seeds and problems (B={n_boot}, seed={o.seed}), t "
+        "interval with the small-seed correction of dars.stats"
+        + (
+            "; between trained groups with shared seeds, the run-to-run variance is pooled over "
+            "every group of the sweep run with those seeds (seeds as blocks)"
+            if o.pool_seed_variance
+            else "; each comparison's own seed variance"
+        )
+        + "; `base` = each run's own step-0 evaluation. Verdict: holds = CI entirely on the "
+        "claimed side of 0, "
+        "contradicted = entirely on the other side, else inconclusive."
+    )
 
 
 def paired_markdown(frame: pd.DataFrame, a: Analysis) -> str:
@@ -275,21 +313,27 @@ def paired_markdown(frame: pd.DataFrame, a: Analysis) -> str:
     if frame.empty:
         return "No paired comparisons could be made.\n"
     benches = [b for b in a.benchmarks if b in set(frame["benchmark"])] + ["all"]
-    L = ["| Comparison | Metric | Seeds | " + " | ".join(benchmark_display(b) for b in benches)
-         + " |", "|---|---|---|" + "---:|" * len(benches)]
+    L = [
+        "| Comparison | Metric | Seeds | " + " | ".join(benchmark_display(b) for b in benches) + " |",
+        "|---|---|---|" + "---:|" * len(benches),
+    ]
     for (v, ref, m), g in frame.groupby(["variant", "reference", "metric"], sort=False):
         g = g.set_index("benchmark")
         first = g.iloc[0]
-        seeds = (f"{first['n_seeds']} paired" if first["paired_seeds"]
-                 else f"{first['n_seeds']} vs {first['n_seeds_ref']}")
+        seeds = (
+            f"{first['n_seeds']} paired" if first["paired_seeds"] else f"{first['n_seeds']} vs {first['n_seeds_ref']}"
+        )
         cells = []
         for b in benches:
             if b not in g.index:
                 cells.append("–")
                 continue
             r = g.loc[b]
-            cells.append(f"{100 * r['delta']:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"
-                         if math.isfinite(r["lo"]) else f"{100 * r['delta']:+.1f}")
+            cells.append(
+                f"{100 * r['delta']:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"
+                if math.isfinite(r["lo"])
+                else f"{100 * r['delta']:+.1f}"
+            )
         L.append(f"| {v} vs {ref} | {m} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(L) + "\n"
 
@@ -300,8 +344,7 @@ def claims_n_boot(a: Analysis) -> int:
     return a.options.n_boot if a.options.n_boot > 0 else 1000
 
 
-def write_claims(a: Analysis, out: Path, claims: list[Claim],
-                 cmp: Comparer | None = None) -> dict[str, Path]:
+def write_claims(a: Analysis, out: Path, claims: list[Claim], cmp: Comparer | None = None) -> dict[str, Path]:
     """Write ``claims.{md,csv}``, ``claims_summary.csv`` and ``paired_deltas.{md,csv}`` under
     ``out``; returns name -> Markdown path. ``cmp``: a comparer to reuse (e.g. the one that
     decided the tables' bold bests), used only when it has the claims' bootstrap size."""
@@ -309,21 +352,33 @@ def write_claims(a: Analysis, out: Path, claims: list[Claim],
     out.mkdir(parents=True, exist_ok=True)
     n_boot = claims_n_boot(a)
     if cmp is None or cmp.n_boot != n_boot:
-        cmp = Comparer(a, n_boot=n_boot, seed=a.options.seed, level=a.options.level,
-                       pool_seed_variance=a.options.pool_seed_variance)
+        cmp = Comparer(
+            a,
+            n_boot=n_boot,
+            seed=a.options.seed,
+            level=a.options.level,
+            pool_seed_variance=a.options.pool_seed_variance,
+        )
     written = {}
     if claims:
         table = judge_claims(a, claims, cmp)
         summary = claim_summary(claims, table)
         left = "".join(f"\n- {n}" for n in cmp.notes)
-        (out / "claims.md").write_text(claims_markdown(table, summary, a.options.level) + "\n"
-                                       + _caption(a, n_boot) + "\n" + left + ("\n" if left else ""))
+        (out / "claims.md").write_text(
+            claims_markdown(table, summary, a.options.level)
+            + "\n"
+            + _caption(a, n_boot)
+            + "\n"
+            + left
+            + ("\n" if left else "")
+        )
         table.to_csv(out / "claims.csv", index=False)
         summary.to_csv(out / "claims_summary.csv", index=False)
         written["claims"] = out / "claims.md"
     frame = paired_delta_frame(cmp)
     (out / "paired_deltas.md").write_text(
-        paired_markdown(frame, a) + "\nΔ in points [95% CI]. " + _caption(a, n_boot) + "\n")
+        paired_markdown(frame, a) + "\nΔ in points [95% CI]. " + _caption(a, n_boot) + "\n"
+    )
     frame.to_csv(out / "paired_deltas.csv", index=False)
     written["paired_deltas"] = out / "paired_deltas.md"
     return written
@@ -332,13 +387,15 @@ def write_claims(a: Analysis, out: Path, claims: list[Claim],
 def add_claims_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("claims")
     g.add_argument(
-        "--claims", action="append", default=[], metavar="FILE",
+        "--claims",
+        action="append",
+        default=[],
+        metavar="FILE",
         help="YAML file of claims judged on these runs (same format as analysis/paper_claims.yaml;"
         " a claim with the id of a shipped one replaces it; repeatable). Metrics: " + METRIC_HELP,
     )
     g.add_argument(
-        "--no-paper-claims", action="store_true",
-        help="do not judge the paper's claims C1-C8 (only those of --claims)",
+        "--no-paper-claims", action="store_true", help="do not judge the paper's claims C1-C8 (only those of --claims)"
     )
 
 
@@ -347,4 +404,3 @@ def claims_from_args(args: argparse.Namespace) -> list[Claim]:
         return load_claims(args.claims, paper=not args.no_paper_claims)
     except ClaimsError as e:
         raise SystemExit(f"error: {e}") from None
-

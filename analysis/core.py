@@ -29,14 +29,7 @@ from analysis.checkpoints import choose_checkpoint, parse_checkpoint
 from analysis.exclusions import Excluded, relabel, split_runs
 from analysis.labels import assign_labels, excluded, order_labels
 from analysis.metrics import bootstrap_ci, summarize
-from analysis.names import (
-    ALL,
-    BENCHMARKS,
-    EXCLUDED_SOURCES,
-    MACRO,
-    benchmark_order,
-    is_known_benchmark,
-)
+from analysis.names import ALL, BENCHMARKS, EXCLUDED_SOURCES, MACRO, benchmark_order, is_known_benchmark
 from analysis.readers import EvalData
 from analysis.run_metrics import (
     TRAIN_COST_COLUMNS,
@@ -138,15 +131,12 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-
 # --------------------------------------------------------------------------------------------
 # main entry
 # --------------------------------------------------------------------------------------------
 
 
-def analyse(
-    dirs: list[str | Path], opts: Options | None = None, with_eval: bool = True
-) -> Analysis:
+def analyse(dirs: list[str | Path], opts: Options | None = None, with_eval: bool = True) -> Analysis:
     """Discover runs below ``dirs`` and compute all results (see module docstring)."""
     opts = opts or Options()
     spec = parse_checkpoint(opts.checkpoint)
@@ -178,8 +168,8 @@ def analyse(
         judged = list(pool.map(lambda r: _judge(r, trajectory, spec, K, opts, with_eval), runs))
     # untrained and partial runs are not results: out, or kept as rows of their own
     keep, run_label, excluded_runs, ex_notes = split_runs(
-        runs, [j[1] if j[3] is not None else None for j in judged], run_label,
-        opts.include_base, opts.include_partial)
+        runs, [j[1] if j[3] is not None else None for j in judged], run_label, opts.include_base, opts.include_partial
+    )
     notes += ex_notes
     if len(keep) < len(runs) or excluded_runs:
         runs, judged = [runs[i] for i in keep], [judged[i] for i in keep]
@@ -192,9 +182,12 @@ def analyse(
     results, all_sources = _pooled_results(label_order, pools, K, opts, notes)
     timings["results"] = time.perf_counter() - t4
     timings["total"] = time.perf_counter() - t0
-    benches = benchmark_order(all_sources) if all_sources else benchmark_order(
-        trajectory["benchmark"][~trajectory["benchmark"].isin([ALL, MACRO])].unique()
-        if len(trajectory) else []
+    benches = (
+        benchmark_order(all_sources)
+        if all_sources
+        else benchmark_order(
+            trajectory["benchmark"][~trajectory["benchmark"].isin([ALL, MACRO])].unique() if len(trajectory) else []
+        )
     )
     return Analysis(
         options=opts,
@@ -240,12 +233,14 @@ def _admit(found: list[Run]) -> tuple[list[Run], list[tuple[str, str]]]:
             r.notes.insert(0, f"in progress (step {st.get('step', '?')}/{st.get('total_steps', '?')})")
         elif r.state == "interrupted":
             st = r.status or {}
-            r.notes.insert(0, f"interrupted at step {st.get('step', '?')}/{st.get('total_steps', '?')} (its process "
-                              f"died without recording an end; the same command resumes it)")
+            r.notes.insert(
+                0,
+                f"interrupted at step {st.get('step', '?')}/{st.get('total_steps', '?')} (its process "
+                f"died without recording an end; the same command resumes it)",
+            )
         elif r.state in ("failed", "killed"):
             err = (r.status or {}).get("error")
-            r.notes.insert(0, f"run {r.state}" + (f": {err}" if err else "")
-                           + "; analysed what is on disk")
+            r.notes.insert(0, f"run {r.state}" + (f": {err}" if err else "") + "; analysed what is on disk")
         runs.append(r)
     return runs, skipped
 
@@ -268,13 +263,15 @@ def _training_frame(runs: list[Run], run_label: dict[str, str]) -> pd.DataFrame:
 def _default_k(runs: list[Run]) -> int | None:
     """K from the runs validated after step 0 when there are any: a killed run (left out,
     analysis.exclusions) with another eval.n_val must not set the K of the tables."""
-    nvals = ([r.n_val for r in runs if r.n_val and max(r.eval_steps, default=0) > 0]
-             or [r.n_val for r in runs if r.n_val])
+    nvals = [r.n_val for r in runs if r.n_val and max(r.eval_steps, default=0) > 0] or [
+        r.n_val for r in runs if r.n_val
+    ]
     return max(nvals) if nvals else None
 
 
-def _trajectories(runs: list[Run], run_label: dict[str, str], K: int | None, opts: Options,
-                  with_eval: bool, notes: list[str]) -> tuple[pd.DataFrame, int | None]:
+def _trajectories(
+    runs: list[Run], run_label: dict[str, str], K: int | None, opts: Options, with_eval: bool, notes: list[str]
+) -> tuple[pd.DataFrame, int | None]:
     """Every checkpoint's numbers (from eval/summary.jsonl where it has them all, else from the
     per-problem file, read in parallel threads), and K (the largest sample count when neither
     the options nor the runs set it)."""
@@ -285,9 +282,7 @@ def _trajectories(runs: list[Run], run_label: dict[str, str], K: int | None, opt
     to_read: list[tuple[Run, int]] = []
     if with_eval:
         for r in runs:
-            from_summary = (
-                summary_trajectory(r, K, opts.exclude_sources) if (opts.use_summary and K) else {}
-            )
+            from_summary = summary_trajectory(r, K, opts.exclude_sources) if (opts.use_summary and K) else {}
             for step in r.eval_steps:
                 if step in from_summary:
                     benches, rows = from_summary[step]
@@ -327,25 +322,25 @@ def _trajectories(runs: list[Run], run_label: dict[str, str], K: int | None, opt
             row.update(label=run_label[str(r.path)], run=str(r.path), step=ev.step)
             traj_rows.append(row)
     del loaded
-    trajectory = pd.DataFrame(
-        traj_rows, columns=["label", "run", "step", "benchmark", "metric", "k", "value"]
-    )
+    trajectory = pd.DataFrame(traj_rows, columns=["label", "run", "step", "benchmark", "metric", "k", "value"])
     if excluded_any:
         notes.append(
-            "data_source(s) " + ", ".join(repr(s) for s in opts.exclude_sources)
+            "data_source(s) "
+            + ", ".join(repr(s) for s in opts.exclude_sources)
             + " left out of the tables (as the seed's macro accuracy does); --exclude-sources '' keeps them"
         )
     if unknown_sources:
         notes.append(
             "data_source(s) not among the paper's benchmarks ("
-            + ", ".join(BENCHMARKS) + "): " + ", ".join(sorted(unknown_sources))
+            + ", ".join(BENCHMARKS)
+            + "): "
+            + ", ".join(sorted(unknown_sources))
             + "; reported under their own names"
         )
     return trajectory, K
 
 
-def _judge(r: Run, trajectory: pd.DataFrame, spec: tuple, K: int | None, opts: Options,
-           with_eval: bool):
+def _judge(r: Run, trajectory: pd.DataFrame, spec: tuple, K: int | None, opts: Options, with_eval: bool):
     """(the run's trajectory, judged step or None, why, problem_matrix there or None)."""
     rt = trajectory[trajectory["run"] == str(r.path)]
     step, how = choose_checkpoint(rt, spec, K) if with_eval else (None, "no evaluation")
@@ -378,8 +373,7 @@ class _Pool:
     steps: list[int] = field(default_factory=list)
 
 
-def _collect(runs: list[Run], judged: list, run_label: dict[str, str], K: int | None,
-             with_eval: bool):
+def _collect(runs: list[Run], judged: list, run_label: dict[str, str], K: int | None, with_eval: bool):
     """Per-label pools, the checkpoints and cost frames, and run path -> problem_matrix."""
     pools: dict[str, _Pool] = {}
     ck_rows, cost_rows = [], []
@@ -388,8 +382,7 @@ def _collect(runs: list[Run], judged: list, run_label: dict[str, str], K: int | 
         lab = run_label[str(r.path)]
         pass_k = np.nan
         if step is not None and mc is not None:
-            sel = rt[(rt["step"] == step) & (rt["benchmark"] == ALL) & (rt["metric"] == "pass")
-                     & (rt["k"] == K)]
+            sel = rt[(rt["step"] == step) & (rt["benchmark"] == ALL) & (rt["metric"] == "pass") & (rt["k"] == K)]
             pass_k = float(sel["value"].iloc[0]) if len(sel) else np.nan
             mat, cols = mc
             problems[str(r.path)] = mc
@@ -401,15 +394,15 @@ def _collect(runs: list[Run], judged: list, run_label: dict[str, str], K: int | 
             ck_rows.append({"label": lab, "run": str(r.path), "step": step, "how": how})
         elif with_eval and not r.eval_files and r.kind == "native":
             r.notes.append("no evaluation yet: in the training figures and cost table only")
-        cost_rows.append(cost_row(r, lab, r.training() if r.kind == "native" else pd.DataFrame(),
-                                  step, pass_k))
+        cost_rows.append(cost_row(r, lab, r.training() if r.kind == "native" else pd.DataFrame(), step, pass_k))
     checkpoints = pd.DataFrame(ck_rows, columns=["label", "run", "step", "how"])
     cost = pd.DataFrame(cost_rows, columns=TRAIN_COST_COLUMNS)
     return pools, checkpoints, cost, problems
 
 
-def _pooled_results(label_order: list[str], pools: dict[str, _Pool], K: int | None,
-                    opts: Options, notes: list[str]) -> tuple[pd.DataFrame, dict[str, None]]:
+def _pooled_results(
+    label_order: list[str], pools: dict[str, _Pool], K: int | None, opts: Options, notes: list[str]
+) -> tuple[pd.DataFrame, dict[str, None]]:
     """Pooled per-label results with bootstrap CIs, and the benchmarks in the order the runs
     list them."""
     res_rows = []
@@ -429,37 +422,72 @@ def _pooled_results(label_order: list[str], pools: dict[str, _Pool], K: int | No
                 notes.append(f"{lab}: pooled {len(mats)} runs over the {len(common)} problems they share")
             stack = np.stack([m.loc[common].iloc[:, : len(cols)].to_numpy() for m in mats])
             with np.errstate(invalid="ignore"):
-                pooled = pd.DataFrame(np.nanmean(stack, axis=0) if np.isnan(stack).any()
-                                      else stack.mean(axis=0), index=common)
+                pooled = pd.DataFrame(
+                    np.nanmean(stack, axis=0) if np.isnan(stack).any() else stack.mean(axis=0), index=common
+                )
         sources = pooled.index.get_level_values("source").to_numpy()
         order = benchmark_order(sources)
         all_sources.update(dict.fromkeys(order))
         codes = group_codes(sources, order)
         vals = pooled.to_numpy(dtype=np.float64)
         s = summarize(vals, codes, len(order))
-        ci = bootstrap_ci(vals, codes, len(order), n_boot=opts.n_boot, seed=opts.seed,
-                          level=opts.level) if opts.n_boot > 0 else None
+        ci = (
+            bootstrap_ci(vals, codes, len(order), n_boot=opts.n_boot, seed=opts.seed, level=opts.level)
+            if opts.n_boot > 0
+            else None
+        )
         step_val = steps[0] if len(set(steps)) == 1 else np.nan
         for j, (metric, k) in enumerate(cols):
             kk = k if metric != "avg" else (K or 0)
             for g, b in enumerate(order):
-                res_rows.append(_res(lab, b, metric, kk, s["per_group"][g, j],
-                                     ci["group_lo"][g, j] if ci else np.nan,
-                                     ci["group_hi"][g, j] if ci else np.nan,
-                                     s["n_problems"][g], s["n_defined"][g, j], step_val, len(mats)))
-            res_rows.append(_res(lab, ALL, metric, kk, s["micro"][j],
-                                 ci["micro_lo"][j] if ci else np.nan,
-                                 ci["micro_hi"][j] if ci else np.nan,
-                                 int(s["n_problems"].sum()), s["micro_defined"][j], step_val, len(mats)))
-            res_rows.append(_res(lab, MACRO, metric, kk, s["macro"][j],
-                                 ci["macro_lo"][j] if ci else np.nan,
-                                 ci["macro_hi"][j] if ci else np.nan,
-                                 int(s["n_problems"].sum()), s["micro_defined"][j],
-                                 step_val, len(mats)))
+                res_rows.append(
+                    _res(
+                        lab,
+                        b,
+                        metric,
+                        kk,
+                        s["per_group"][g, j],
+                        ci["group_lo"][g, j] if ci else np.nan,
+                        ci["group_hi"][g, j] if ci else np.nan,
+                        s["n_problems"][g],
+                        s["n_defined"][g, j],
+                        step_val,
+                        len(mats),
+                    )
+                )
+            res_rows.append(
+                _res(
+                    lab,
+                    ALL,
+                    metric,
+                    kk,
+                    s["micro"][j],
+                    ci["micro_lo"][j] if ci else np.nan,
+                    ci["micro_hi"][j] if ci else np.nan,
+                    int(s["n_problems"].sum()),
+                    s["micro_defined"][j],
+                    step_val,
+                    len(mats),
+                )
+            )
+            res_rows.append(
+                _res(
+                    lab,
+                    MACRO,
+                    metric,
+                    kk,
+                    s["macro"][j],
+                    ci["macro_lo"][j] if ci else np.nan,
+                    ci["macro_hi"][j] if ci else np.nan,
+                    int(s["n_problems"].sum()),
+                    s["micro_defined"][j],
+                    step_val,
+                    len(mats),
+                )
+            )
     results = pd.DataFrame(
         res_rows,
-        columns=["label", "benchmark", "metric", "k", "value", "lo", "hi", "n_problems",
-                 "n_defined", "step", "n_runs"],
+        columns=["label", "benchmark", "metric", "k", "value", "lo", "hi", "n_problems", "n_defined", "step", "n_runs"],
     )
     return results, all_sources
 
@@ -478,4 +506,3 @@ def _res(label, bench, metric, k, value, lo, hi, n_problems, n_defined, step, n_
         "step": step,
         "n_runs": n_runs,
     }
-

@@ -83,8 +83,11 @@ def classify(run: Run, judged: int | None) -> tuple[str, str]:
     step, total = last_train_step(run), total_steps(run)
     state = run.state if run.kind == "native" else "dump"
     err = (run.status or {}).get("error")
-    how = ("a dump folder" if state == "dump" else
-           f"state {state}" + (f", error: {err}" if err and state != "completed" else ""))
+    how = (
+        "a dump folder"
+        if state == "dump"
+        else f"state {state}" + (f", error: {err}" if err and state != "completed" else "")
+    )
     if judged == 0:
         if step == 0:
             why = "no training step (metrics.jsonl empty or missing)"
@@ -104,8 +107,13 @@ def classify(run: Run, judged: int | None) -> tuple[str, str]:
     return PARTIAL, f"step {step} of {total if total is not None else '?'} ({how}); {judged_txt}"
 
 
-def split_runs(runs: list[Run], judged_steps: list[int | None], run_label: dict[str, str],
-               include_base: bool, include_partial: bool):
+def split_runs(
+    runs: list[Run],
+    judged_steps: list[int | None],
+    run_label: dict[str, str],
+    include_base: bool,
+    include_partial: bool,
+):
     """Apply the rule to every run: returns (kept run indices, new run_label for the kept
     runs, every Excluded record, notes). Kept base/partial runs get the label suffix."""
     keep, label, out, notes = [], {}, [], []
@@ -117,11 +125,22 @@ def split_runs(runs: list[Run], judged_steps: list[int | None], run_label: dict[
             keep.append(i)
             label[path] = lab
             continue
-        shown = lab + SUFFIX[kind] if (include_base if kind == BASE_ONLY else include_partial) \
-            else None
-        out.append(Excluded(path, r.name, lab, kind, r.state if r.kind == "native" else "dump",
-                            last_train_step(r), total_steps(r), step, reason, shown,
-                            tuple(r.notes)))
+        shown = lab + SUFFIX[kind] if (include_base if kind == BASE_ONLY else include_partial) else None
+        out.append(
+            Excluded(
+                path,
+                r.name,
+                lab,
+                kind,
+                r.state if r.kind == "native" else "dump",
+                last_train_step(r),
+                total_steps(r),
+                step,
+                reason,
+                shown,
+                tuple(r.notes),
+            )
+        )
         if shown is not None:
             keep.append(i)
             label[path] = shown
@@ -144,9 +163,13 @@ def excluded_lines(excluded: list[Excluded], with_notes: bool = True) -> list[st
     """The console / index.md list: one line per run (path, why, what was done with it)."""
     lines = []
     for e in excluded:
-        done = (f"shown as '{e.shown_as}'" if e.shown_as else
-                "left out (--include-base shows it)" if e.kind == BASE_ONLY else
-                "left out (--include-partial shows it)")
+        done = (
+            f"shown as '{e.shown_as}'"
+            if e.shown_as
+            else "left out (--include-base shows it)"
+            if e.kind == BASE_ONLY
+            else "left out (--include-partial shows it)"
+        )
         lines.append(f"{e.path}: {_kind(e)}: {e.reason}; {done}")
         if with_notes and not e.shown_as:  # a shown run's notes are listed with the others
             lines += [f"    - {n}" for n in e.notes]
@@ -157,18 +180,23 @@ def excluded_section(excluded: list[Excluded]) -> list[str]:
     """The Markdown section of index.md (empty when every run is a complete trained result)."""
     if not excluded:
         return []
-    L = ["## Not trained / excluded runs", "",
-         ("These runs are not complete trained results: a run judged at step 0 would show the "
-          "base model's numbers, a partial run a model part-way through training. They are kept "
-          "out of the tables, the bests, the paired differences, the claims and the figures "
-          "unless shown as their own `(base)` / `(partial)` row, which is never ranked or "
-          "compared."), "",
-         "| Run | Label | Kind | Progress | Why | Shown as |",
-         "|---|---|---|---|---|---|"]
+    L = [
+        "## Not trained / excluded runs",
+        "",
+        (
+            "These runs are not complete trained results: a run judged at step 0 would show the "
+            "base model's numbers, a partial run a model part-way through training. They are kept "
+            "out of the tables, the bests, the paired differences, the claims and the figures "
+            "unless shown as their own `(base)` / `(partial)` row, which is never ranked or "
+            "compared."
+        ),
+        "",
+        "| Run | Label | Kind | Progress | Why | Shown as |",
+        "|---|---|---|---|---|---|",
+    ]
     for e in excluded:
         why = e.reason.replace("|", "\\|")  # an error message may hold a pipe
-        L.append(f"| `{e.path}` | {e.label} | {_kind(e)} | {e.progress} | {why} | "
-                 f"{e.shown_as or 'left out'} |")
+        L.append(f"| `{e.path}` | {e.label} | {_kind(e)} | {e.progress} | {why} | {e.shown_as or 'left out'} |")
     return L + [""]
 
 

@@ -87,8 +87,7 @@ def training_series(
     keep = y.notna().to_numpy()
     band = None, None
     if d["run"].nunique() > 1:
-        band = (smooth(g[column].min().to_numpy()[keep], window),
-                smooth(g[column].max().to_numpy()[keep], window))
+        band = (smooth(g[column].min().to_numpy()[keep], window), smooth(g[column].max().to_numpy()[keep], window))
     return xs.to_numpy()[keep].astype(float), smooth(y.to_numpy()[keep], window), band[0], band[1]
 
 
@@ -105,13 +104,15 @@ def _line(ax, a: Analysis, styles, lab: str, x, y, log: bool = False):
     return ax.plot(x, y, label=lab, markevery=marks, **styles[lab])
 
 
-def _plot_training_panels(a: Analysis, panels, x: str, window: int, ncols: int, height: float,
-                          y_from_zero: bool = False):
+def _plot_training_panels(
+    a: Analysis, panels, x: str, window: int, ncols: int, height: float, y_from_zero: bool = False
+):
     """``panels``: (column, y label, title, scale, integer y); scale 100 draws a fraction in %."""
     styles = label_styles(a.label_order, a.label_experiment)
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(DOUBLE_COL, height * nrows), squeeze=False,
-                             layout="constrained", sharex=True)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(DOUBLE_COL, height * nrows), squeeze=False, layout="constrained", sharex=True
+    )
     for ax, (col, ylabel, title, scale, int_y) in zip(axes.flat, panels):
         for lab in _labels_with(a, col):
             xs, ys, lo, hi = training_series(a.training, lab, col, x, window)
@@ -119,8 +120,9 @@ def _plot_training_panels(a: Analysis, panels, x: str, window: int, ncols: int, 
                 continue
             _line(ax, a, styles, lab, xs, ys * scale)
             if lo is not None:
-                style.band(ax, xs, lo * scale, hi * scale, styles[lab]["color"],
-                           len(a.label_order), styles[lab]["linestyle"])
+                style.band(
+                    ax, xs, lo * scale, hi * scale, styles[lab]["color"], len(a.label_order), styles[lab]["linestyle"]
+                )
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         if scale == 100:
@@ -134,7 +136,7 @@ def _plot_training_panels(a: Analysis, panels, x: str, window: int, ncols: int, 
         style.integer_axis(ax.xaxis)
     for ax in axes[-1]:
         ax.set_xlabel(X_AXES[x][1])
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     style.legend(fig, axes)
     return fig
@@ -177,8 +179,7 @@ def fig7_train_accuracy(a: Analysis, x: str = "step", window: int = 1):
     return _plot_training_panels(a, panels, x, window, ncols=2, height=2.1)
 
 
-TRAJ_COLUMNS = ["step", "pass1", "passK", "pass1_lo", "pass1_hi", "passK_lo", "passK_hi",
-                "n_runs"]
+TRAJ_COLUMNS = ["step", "pass1", "passK", "pass1_lo", "pass1_hi", "passK_lo", "passK_hi", "n_runs"]
 
 
 def trajectory_points(a: Analysis, label: str) -> pd.DataFrame:
@@ -197,9 +198,18 @@ def trajectory_points(a: Analysis, label: str) -> pd.DataFrame:
     aggs = ["mean", "count", "min", "max"]
     p1 = t[t["k"] == 1].groupby("step")["value"].agg(aggs)
     pk = t[t["k"] == a.K].groupby("step")["value"].agg(aggs)
-    df = pd.DataFrame({"pass1": p1["mean"], "passK": pk["mean"], "n1": p1["count"],
-                       "nk": pk["count"], "pass1_lo": p1["min"], "pass1_hi": p1["max"],
-                       "passK_lo": pk["min"], "passK_hi": pk["max"]})
+    df = pd.DataFrame(
+        {
+            "pass1": p1["mean"],
+            "passK": pk["mean"],
+            "n1": p1["count"],
+            "nk": pk["count"],
+            "pass1_lo": p1["min"],
+            "pass1_hi": p1["max"],
+            "passK_lo": pk["min"],
+            "passK_hi": pk["max"],
+        }
+    )
     df = df[(df["n1"] == n_runs) & (df["nk"] == n_runs)].dropna(subset=["pass1", "passK"])
     df["n_runs"] = n_runs
     return df.reset_index()[TRAJ_COLUMNS]
@@ -221,12 +231,23 @@ def fig3_pass1_passk(a: Analysis):
             cols = ("passK_lo", "passK_hi", "pass1_lo", "pass1_hi")
             lims = (100 * pts[c].to_numpy() for c in cols)
             style.whiskers(ax, x, y, st["color"], *lims, alpha=0.5)
-        ax.plot(x[:1], y[:1], marker=st["marker"], ls="none", mfc="white", mec=st["color"],
-                mew=1.0, ms=5.5, label="_start")
+        ax.plot(
+            x[:1], y[:1], marker=st["marker"], ls="none", mfc="white", mec=st["color"], mew=1.0, ms=5.5, label="_start"
+        )
         for i in range(len(x) - 1):
-            ax.annotate("", xy=(x[i + 1], y[i + 1]), xytext=(x[i], y[i]),
-                        arrowprops={"arrowstyle": "-|>", "color": st["color"], "lw": 0,
-                                    "shrinkA": 0, "shrinkB": 2, "mutation_scale": 7})
+            ax.annotate(
+                "",
+                xy=(x[i + 1], y[i + 1]),
+                xytext=(x[i], y[i]),
+                arrowprops={
+                    "arrowstyle": "-|>",
+                    "color": st["color"],
+                    "lw": 0,
+                    "shrinkA": 0,
+                    "shrinkB": 2,
+                    "mutation_scale": 7,
+                },
+            )
     ax.set_xlabel("Pass@1 (%)")
     ax.set_ylabel(f"Pass@{a.K} (%)")
     style.percent_axis(ax.xaxis)
@@ -283,8 +304,7 @@ def fig4_passk_curves(a: Analysis, benchmarks: list[str] | None = None):
     benches = (benchmarks or a.benchmarks) + [ALL]
     ncols = 3 if len(benches) > 2 else len(benches)
     nrows = math.ceil(len(benches) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(DOUBLE_COL, 2.0 * nrows + 0.3), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(DOUBLE_COL, 2.0 * nrows + 0.3), squeeze=False, layout="constrained")
     for ax, b in zip(axes.flat, benches):
         for lab in a.label_order:
             c = passk_curve(a, lab, b)
@@ -305,7 +325,7 @@ def fig4_passk_curves(a: Analysis, benchmarks: list[str] | None = None):
         ax.set_ylabel("Pass@k (%)")
     for ax in axes[-1]:
         ax.set_xlabel("k")
-    for ax in list(axes.flat)[len(benches):]:
+    for ax in list(axes.flat)[len(benches) :]:
         ax.set_visible(False)
     style.legend(fig, axes)
     return fig
@@ -381,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     a = analyse(args.dirs, options_from_args(args)) if args.dirs else None
-    written, notes = write_figures(a, Path(args.out) / "figures", args.only, args.formats,
-                                   args.x_axis, args.smooth, args.dpi)
+    written, notes = write_figures(
+        a, Path(args.out) / "figures", args.only, args.formats, args.x_axis, args.smooth, args.dpi
+    )
     for num, paths in written.items():
         print(f"figure {num}: " + ", ".join(map(str, paths)))
     for n in notes:
@@ -399,7 +420,7 @@ def _only(text: str) -> list[int]:
     try:
         nums = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError("comma-separated figure numbers, e.g. 1,3,5")
+        raise argparse.ArgumentTypeError("comma-separated figure numbers, e.g. 1,3,5") from None
     bad = [n for n in nums if n not in FIGURES]
     if bad:
         raise argparse.ArgumentTypeError(f"unknown figure(s) {bad}; 1..{len(FIGURES)}")
@@ -416,17 +437,34 @@ def _formats(text: str) -> tuple[str, ...]:
 
 def add_figure_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("figures")
-    g.add_argument("--only", type=_only, default=None, metavar="N,N",
-                   help="draw only these figures (1-7; default all): " + ", ".join(
-                       f"{k}={v}" for k, v in FIGURES.items()))
-    g.add_argument("--formats", type=_formats, default=("png", "pdf"), metavar="png,pdf",
-                   help="file formats (png, pdf, svg; default png,pdf)")
-    g.add_argument("--x-axis", choices=list(X_AXES), default="step",
-                   help="x axis of the training figures 1, 2, 7: training step (default), "
-                   "prompts seen, rollouts generated or generated tokens")
-    g.add_argument("--smooth", type=int, default=1, metavar="W",
-                   help="trailing moving average over W steps for the training figures "
-                   "(default 1 = raw)")
+    g.add_argument(
+        "--only",
+        type=_only,
+        default=None,
+        metavar="N,N",
+        help="draw only these figures (1-7; default all): " + ", ".join(f"{k}={v}" for k, v in FIGURES.items()),
+    )
+    g.add_argument(
+        "--formats",
+        type=_formats,
+        default=("png", "pdf"),
+        metavar="png,pdf",
+        help="file formats (png, pdf, svg; default png,pdf)",
+    )
+    g.add_argument(
+        "--x-axis",
+        choices=list(X_AXES),
+        default="step",
+        help="x axis of the training figures 1, 2, 7: training step (default), "
+        "prompts seen, rollouts generated or generated tokens",
+    )
+    g.add_argument(
+        "--smooth",
+        type=int,
+        default=1,
+        metavar="W",
+        help="trailing moving average over W steps for the training figures (default 1 = raw)",
+    )
     g.add_argument("--dpi", type=int, default=200, help="PNG resolution (default 200)")
 
 

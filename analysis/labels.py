@@ -100,7 +100,6 @@ def order_labels(runs: list[Run], run_label: dict[str, str], order: list[str] | 
 
     def key(lab):
         group = re.sub(r" \((base|partial)\)$", "", lab)
-        return (order_key.get(group, len(order_key)), experiment_rank(label_experiment[lab]),
-                group, lab != group, lab)
+        return (order_key.get(group, len(order_key)), experiment_rank(label_experiment[lab]), group, lab != group, lab)
 
     return sorted(labels, key=key), label_experiment

@@ -20,7 +20,7 @@ Conventions (see docs/analysis.md):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -184,19 +184,9 @@ def bootstrap_ci(
         glo[g], ghi[g] = _percentiles(group_reps[g], level)
     mlo, mhi = _percentiles(micro_reps, level)
     alo, ahi = _percentiles(macro_reps, level)
-    out = {
-        "group_lo": glo,
-        "group_hi": ghi,
-        "micro_lo": mlo,
-        "micro_hi": mhi,
-        "macro_lo": alo,
-        "macro_hi": ahi,
-    }
+    out = {"group_lo": glo, "group_hi": ghi, "micro_lo": mlo, "micro_hi": mhi, "macro_lo": alo, "macro_hi": ahi}
     if squeeze:
-        out = {
-            key: (val[:, 0] if val.ndim == 2 else float(val[0]))
-            for key, val in out.items()
-        }
+        out = {key: (val[:, 0] if val.ndim == 2 else float(val[0])) for key, val in out.items()}
     return out
 
 

@@ -5,15 +5,7 @@ from __future__ import annotations
 import re
 
 # The seven experiments of the paper, in the order the tables and legends use.
-EXPERIMENTS = (
-    "baseline",
-    "depth_naive",
-    "breadth_naive",
-    "dars_et",
-    "dars_hw",
-    "dars_et_breadth",
-    "dars_hw_breadth",
-)
+EXPERIMENTS = ("baseline", "depth_naive", "breadth_naive", "dars_et", "dars_hw", "dars_et_breadth", "dars_hw_breadth")
 
 EXPERIMENT_DISPLAY = {
     "baseline": "GRPO baseline",

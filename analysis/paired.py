@@ -64,8 +64,9 @@ class Metric:
         """Unit of the values (CSV): fractions for Avg/Pass (tables show points)."""
         if self.kind == "problem":
             return "fraction"
-        return {"entropy/token_mean": "nats", "entropy/seq_mean": "nats",
-                "rollouts/per_prompt": "rollouts/prompt"}.get(self.key, "")
+        return {"entropy/token_mean": "nats", "entropy/seq_mean": "nats", "rollouts/per_prompt": "rollouts/prompt"}.get(
+            self.key, ""
+        )
 
 
 # per-run aliases the shipped claims use (any `mean:<key>` / `second_half:<key>` works too)
@@ -73,8 +74,10 @@ RUN_ALIASES = {
     "entropy_second_half": ("entropy/token_mean", True),
     "rollouts_per_prompt": ("rollouts/per_prompt", False),
 }
-METRIC_HELP = ("avg (Avg@K), pass (Pass@K), pass@<k>, entropy_second_half, rollouts_per_prompt, "
-               "mean:<metrics.jsonl key>, second_half:<metrics.jsonl key>")
+METRIC_HELP = (
+    "avg (Avg@K), pass (Pass@K), pass@<k>, entropy_second_half, rollouts_per_prompt, "
+    "mean:<metrics.jsonl key>, second_half:<metrics.jsonl key>"
+)
 
 
 def parse_metric(name: str) -> Metric:
@@ -115,8 +118,9 @@ class Comparison:
 class Comparer:
     """Builds and caches comparisons on one :class:`Analysis`."""
 
-    def __init__(self, a: Analysis, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-                 pool_seed_variance: bool = True):
+    def __init__(
+        self, a: Analysis, n_boot: int = 1000, seed: int = 0, level: float = 0.95, pool_seed_variance: bool = True
+    ):
         self.a, self.n_boot, self.seed, self.level = a, n_boot, seed, level
         self.pool_seed_variance = pool_seed_variance
         self._blocks: dict[tuple, tuple[list, int] | None] = {}
@@ -128,16 +132,16 @@ class Comparer:
             self.members.setdefault(a.run_label[str(r.path)], []).append(r)
         for r in a.runs:
             if self.judged.get(str(r.path)) == 0:
-                self.notes.append(f"{r.name}: judged at step 0 (no training yet): left out of "
-                                  "the paired comparisons and claims")
+                self.notes.append(
+                    f"{r.name}: judged at step 0 (no training yet): left out of the paired comparisons and claims"
+                )
         # runs that are not complete trained results (analysis.exclusions); when kept as a
         # `(base)` / `(partial)` row, that row is shown only: no comparison, no claim
         self.not_results = shown_labels(a.excluded)
         for e in a.excluded:
             if e.shown_as:
                 continue
-            what = ("judged at step 0 (no training yet)" if e.kind == BASE_ONLY
-                    else f"partial ({e.progress})")
+            what = "judged at step 0 (no training yet)" if e.kind == BASE_ONLY else f"partial ({e.progress})"
             self.notes.append(f"{e.name}: {what}: left out of the paired comparisons and claims")
         self._step0: dict[str, tuple[pd.DataFrame, list] | None] = {}  # run -> problem_matrix
         self._run_values: dict[tuple[str, Metric], float] = {}
@@ -150,8 +154,11 @@ class Comparer:
             return None, f"{name!r} is not a complete trained result (not compared)"
         if name in self.members:
             return name, ""
-        labs = [lab for lab in self.a.label_order if self.a.label_experiment.get(lab) == name
-                and lab not in self.not_results]
+        labs = [
+            lab
+            for lab in self.a.label_order
+            if self.a.label_experiment.get(lab) == name and lab not in self.not_results
+        ]
         if len(labs) == 1:
             return labs[0], ""
         if labs:
@@ -161,8 +168,7 @@ class Comparer:
     def _trained(self, label: str, metric: Metric) -> list[Run]:
         runs = self.members.get(label, [])
         if metric.kind == "problem":
-            return [r for r in runs if self.judged.get(str(r.path), 0) > 0
-                    and str(r.path) in self.a.problems]
+            return [r for r in runs if self.judged.get(str(r.path), 0) > 0 and str(r.path) in self.a.problems]
         return [r for r in runs if np.isfinite(self._run_value(r, metric))]
 
     def _run_value(self, r: Run, metric: Metric) -> float:
@@ -268,13 +274,13 @@ class Comparer:
             c.notes.append(note)
         block = self._block(metric, tuple(sorted(r.seed for r in runs_v))) if paired else None
         if block is not None:
-            c.notes.append(f"seed variance pooled over {block[1]} groups x {len(runs_v)} seeds "
-                           f"(df {int(block[0][-1][1])})")
+            c.notes.append(
+                f"seed variance pooled over {block[1]} groups x {len(runs_v)} seeds (df {int(block[0][-1][1])})"
+            )
         if metric.kind == "run":
             v = [self._run_value(r, metric) for r in runs_v]
             rv = [self._run_value(r, metric) for r in runs_r]
-            c.delta = scalar_delta(v, rv, paired=paired, n_boot=self.n_boot, level=self.level,
-                                   seed=self.seed)
+            c.delta = scalar_delta(v, rv, paired=paired, n_boot=self.n_boot, level=self.level, seed=self.seed)
             return c
         sv = [self._values(r, metric) for r in runs_v]
         sr = [self._values(r, metric) for r in runs_r]
@@ -309,8 +315,10 @@ class Comparer:
             src = common.get_level_values("source").astype(str).to_numpy()
             cells = [[v.loc[common].to_numpy(np.float64) for v in g] for g in vals]
             parts = [src == b for b in sorted(set(src))] + [np.ones(len(src), bool)]
-            out = ([block_residual_variance([[np.nanmean(x[m]) for x in g] for g in cells])
-                    for m in parts], len(groups))
+            out = (
+                [block_residual_variance([[np.nanmean(x[m]) for x in g] for g in cells]) for m in parts],
+                len(groups),
+            )
         self._blocks[key] = out
         return out
 
@@ -318,12 +326,12 @@ class Comparer:
         self._load_step0(runs_v)
         have = [r for r in runs_v if self._step0.get(str(r.path)) is not None]
         if not have:
-            c.reason = ("no step-0 (base model) evaluation in its runs "
-                        "(train.val_before_train=true writes one)")
+            c.reason = "no step-0 (base model) evaluation in its runs (train.val_before_train=true writes one)"
             return c
         if len(have) < len(runs_v):
-            c.notes.append("without a step-0 evaluation, left out: "
-                           + ", ".join(r.name for r in runs_v if r not in have))
+            c.notes.append(
+                "without a step-0 evaluation, left out: " + ", ".join(r.name for r in runs_v if r not in have)
+            )
         sv = [self._values(r, c.metric) for r in have]
         sr = [self._values(r, c.metric, step0=True) for r in have]
         if any(s is None for s in sv + sr):
@@ -331,8 +339,9 @@ class Comparer:
             return c
         return self._finish(c, sv, sr, paired=True)
 
-    def _finish(self, c: Comparison, sv: list[pd.Series], sr: list[pd.Series],
-                paired: bool, seed_var: list | None = None) -> Comparison:
+    def _finish(
+        self, c: Comparison, sv: list[pd.Series], sr: list[pd.Series], paired: bool, seed_var: list | None = None
+    ) -> Comparison:
         """Align every run on the problems they all share and bootstrap."""
         common = sv[0].index
         for s in sv[1:] + sr:
@@ -349,8 +358,9 @@ class Comparer:
         if seed_var is not None:  # [per benchmark..., overall]; one benchmark: just the overall
             n_bench = len(set(sources))
             seed_var = None if len(seed_var) != n_bench + 1 else seed_var[-1:] if n_bench == 1 else seed_var
-        overall, per = stratified_deltas(V, R, sources, paired=paired, n_boot=self.n_boot,
-                                         level=self.level, seed=self.seed, seed_var=seed_var)
+        overall, per = stratified_deltas(
+            V, R, sources, paired=paired, n_boot=self.n_boot, level=self.level, seed=self.seed, seed_var=seed_var
+        )
         c.delta = overall
         c.by_benchmark = dict(zip(sorted(set(sources)), per, strict=True))
         return c
@@ -366,6 +376,7 @@ def pair_seeds(runs_v: list[Run], runs_r: list[Run]) -> tuple[list[Run], list[Ru
     """(variant runs, reference runs, paired, note): the runs in matching seed order when the
     groups share at least two seeds (or are one run each with the same seed), else all runs
     unpaired. Runs without a known seed, or with a seed twice in a group, are never paired."""
+
     def by_seed(runs):
         seeds = [r.seed for r in runs]
         if None in seeds or len(set(seeds)) < len(seeds):
@@ -377,8 +388,14 @@ def pair_seeds(runs_v: list[Run], runs_r: list[Run]) -> tuple[list[Run], list[Ru
     single = len(runs_v) == len(runs_r) == 1
     if len(common) >= 2 or (single and common):
         left = [r.name for r in runs_v + runs_r if r.seed not in common]
-        note = ("paired on seeds " + ", ".join(map(str, common)) + "; left out (seed not in "
-                "the other group): " + ", ".join(left)) if left else ""
+        note = (
+            (
+                "paired on seeds " + ", ".join(map(str, common)) + "; left out (seed not in "
+                "the other group): " + ", ".join(left)
+            )
+            if left
+            else ""
+        )
         return [sv[s] for s in common], [sr[s] for s in common], True, note
     return runs_v, runs_r, False, ""
 
@@ -387,12 +404,24 @@ def pair_seeds(runs_v: list[Run], runs_r: list[Run]) -> tuple[list[Run], list[Ru
 # the paired-delta table: every label vs base and vs the baseline, per benchmark and overall
 # --------------------------------------------------------------------------------------------
 
-PAIRED_COLUMNS = ["variant", "reference", "metric", "benchmark", "delta", "lo", "hi",
-                  "half_width", "n_seeds", "n_seeds_ref", "paired_seeds", "n_problems", "note"]
+PAIRED_COLUMNS = [
+    "variant",
+    "reference",
+    "metric",
+    "benchmark",
+    "delta",
+    "lo",
+    "hi",
+    "half_width",
+    "n_seeds",
+    "n_seeds_ref",
+    "paired_seeds",
+    "n_problems",
+    "note",
+]
 
 
-def paired_delta_frame(cmp: Comparer, references=(BASE, "baseline"),
-                       metrics=("avg", "pass")) -> pd.DataFrame:
+def paired_delta_frame(cmp: Comparer, references=(BASE, "baseline"), metrics=("avg", "pass")) -> pd.DataFrame:
     """Long frame (fractions): one row per (variant, reference, metric, benchmark and 'all')
     for every label with trained runs; comparisons that cannot be made are left out."""
     a = cmp.a
@@ -411,11 +440,21 @@ def paired_delta_frame(cmp: Comparer, references=(BASE, "baseline"),
                 note = "; ".join(c.notes)
                 items = [(b, c.by_benchmark[b]) for b in a.benchmarks if b in c.by_benchmark]
                 for bench, d in items + [(ALL, c.delta)]:
-                    rows.append({
-                        "variant": lab, "reference": rlab, "metric": c.metric.display(a.K),
-                        "benchmark": bench, "delta": d.estimate, "lo": d.lo, "hi": d.hi,
-                        "half_width": d.half_width, "n_seeds": d.n_seeds,
-                        "n_seeds_ref": d.n_seeds_ref, "paired_seeds": d.paired_seeds,
-                        "n_problems": d.n_problems, "note": note,
-                    })
+                    rows.append(
+                        {
+                            "variant": lab,
+                            "reference": rlab,
+                            "metric": c.metric.display(a.K),
+                            "benchmark": bench,
+                            "delta": d.estimate,
+                            "lo": d.lo,
+                            "hi": d.hi,
+                            "half_width": d.half_width,
+                            "n_seeds": d.n_seeds,
+                            "n_seeds_ref": d.n_seeds_ref,
+                            "paired_seeds": d.paired_seeds,
+                            "n_problems": d.n_problems,
+                            "note": note,
+                        }
+                    )
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)

@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 NO_RUNS = 2  # exit status: the inputs hold no runs (nothing was written)
-WHAT_IS_A_RUN = ("a run directory holds metrics.jsonl, eval/ or status.json; a dump folder "
-                 "val_generations/<step>.json or <step>.jsonl files")
+WHAT_IS_A_RUN = (
+    "a run directory holds metrics.jsonl, eval/ or status.json; a dump folder "
+    "val_generations/<step>.json or <step>.jsonl files"
+)
 
 
 def missing_paths(dirs) -> list[str]:
@@ -35,21 +37,25 @@ def refuse_missing_inputs(dirs, out: Path | None) -> bool:
     return bool(missing)
 
 
-def no_runs_message(dirs, out: Path | None, notes=(),
-                    header: str = "error: no runs to analyse:") -> str:
+def no_runs_message(dirs, out: Path | None, notes=(), header: str = "error: no runs to analyse:") -> str:
     """One message for inputs that hold no runs (or do not exist): each path and what is wrong
     with it, the fix, and that ``--out`` was left as it was."""
     lines = [header]
     for d in dirs:
         p = Path(d)
-        why = ("does not exist" if not p.exists() else
-               "is empty" if p.is_dir() and not any(p.iterdir()) else
-               "holds no run directory")
+        why = (
+            "does not exist"
+            if not p.exists()
+            else "is empty"
+            if p.is_dir() and not any(p.iterdir())
+            else "holds no run directory"
+        )
         lines.append(f"  {d}: {why}")
-    lines += [f"  note: {n}" for n in notes if "does not exist" not in n
-              and "no run directories found" not in n]
-    lines.append(f"Fix: check the spelling, and pass the sweep or run directory itself (e.g. "
-                 f"outputs/sweeps/<sweep> or outputs/runs/<preset>/<run>); {WHAT_IS_A_RUN}.")
+    lines += [f"  note: {n}" for n in notes if "does not exist" not in n and "no run directories found" not in n]
+    lines.append(
+        f"Fix: check the spelling, and pass the sweep or run directory itself (e.g. "
+        f"outputs/sweeps/<sweep> or outputs/runs/<preset>/<run>); {WHAT_IS_A_RUN}."
+    )
     if out is not None:
         lines.append(f"Nothing was written: {out} was left as it was.")
     return "\n".join(lines)

@@ -57,9 +57,7 @@ def _coerce(value, typ: pa.DataType):
             return None
         return [_coerce(v, typ.value_type) for v in value]
     if pa.types.is_string(typ):
-        return value if isinstance(value, str) else json.dumps(value) if isinstance(
-            value, (dict, list)
-        ) else str(value)
+        return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     if pa.types.is_floating(typ):
         try:
             return float(value)
@@ -99,9 +97,7 @@ def read_jsonl(path: Path, schema: pa.Schema | None = None) -> tuple[pa.Table | 
             tbl = pj.read_json(
                 io.BytesIO(data),
                 read_options=pj.ReadOptions(use_threads=False, block_size=1 << 24),
-                parse_options=pj.ParseOptions(
-                    explicit_schema=schema, unexpected_field_behavior="ignore"
-                ),
+                parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
             )
             return tbl.select([f.name for f in schema]), notes
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -123,10 +119,7 @@ def read_jsonl(path: Path, schema: pa.Schema | None = None) -> tuple[pa.Table | 
         notes.append(f"{path.name}: skipped {bad} unreadable line(s)")
     if schema is None:
         return records, notes
-    cols = {
-        f.name: pa.array([_coerce(r.get(f.name), f.type) for r in records], type=f.type)
-        for f in schema
-    }
+    cols = {f.name: pa.array([_coerce(r.get(f.name), f.type) for r in records], type=f.type) for f in schema}
     return pa.table(cols), notes
 
 
@@ -188,7 +181,7 @@ class EvalData:
     def has_preds(self) -> bool:
         return self.sample_preds is not None and len(self.sample_preds) > 0
 
-    def select(self, mask: np.ndarray) -> "EvalData":
+    def select(self, mask: np.ndarray) -> EvalData:
         """The subset of problems where ``mask`` is true (samples kept consistent)."""
         mask = np.asarray(mask, dtype=bool)
         new = EvalData(
@@ -207,9 +200,7 @@ class EvalData:
             new.sample_problem = remap[self.sample_problem[keep]]
             new.sample_position = self.sample_position[keep]
             new.sample_scores = self.sample_scores[keep]
-            new.sample_preds = (
-                None if self.sample_preds is None else self.sample_preds[keep]
-            )
+            new.sample_preds = None if self.sample_preds is None else self.sample_preds[keep]
         return new
 
 
@@ -241,12 +232,9 @@ def _nonbinary(values: np.ndarray) -> bool:
     return bool(v.size) and not np.isin(v, (0, 1)).all()
 
 
-NATIVE_SCHEMA_MIN = pa.schema(
-    [("data_source", pa.string()), ("id", pa.string()), ("scores", pa.list_(pa.float64()))]
-)
+NATIVE_SCHEMA_MIN = pa.schema([("data_source", pa.string()), ("id", pa.string()), ("scores", pa.list_(pa.float64()))])
 NATIVE_SCHEMA_FULL = pa.schema(
-    list(NATIVE_SCHEMA_MIN)
-    + [("response_lengths", pa.list_(pa.float64())), ("preds", pa.list_(pa.string()))]
+    list(NATIVE_SCHEMA_MIN) + [("response_lengths", pa.list_(pa.float64())), ("preds", pa.list_(pa.string()))]
 )
 
 
@@ -302,7 +290,7 @@ def read_seed_dump(path: Path, step: int, samples: bool = False) -> EvalData:
     try:
         items = _loads(raw)
     except ValueError as e:
-        raise ValueError(f"{path.name}: not valid JSON (truncated or still being written?): {e}")
+        raise ValueError(f"{path.name}: not valid JSON (truncated or still being written?): {e}") from None
     if not isinstance(items, list):
         raise ValueError(f"{path.name}: expected a JSON list of problems")
     return _seed_from_items(items, path, step, samples)
@@ -344,9 +332,7 @@ def _seed_from_items(items: list, path: Path, step: int, samples: bool) -> EvalD
     )
     if samples:
         ev.sample_problem = np.repeat(np.arange(len(lens)), lengths)
-        ev.sample_position = np.arange(lengths.sum()) - np.repeat(
-            np.cumsum(lengths) - lengths, lengths
-        )
+        ev.sample_position = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         ev.sample_scores = scores
     return _finish(ev, _nonbinary(scores), path)
 
@@ -391,16 +377,8 @@ def read_verl_dump(path: Path, step: int, samples: bool = False) -> EvalData:
     first[codes[::-1]] = order[::-1]
     src = [s if s is not None else UNKNOWN_SOURCE for s in src_all[first]]
     if all(s == UNKNOWN_SOURCE for s in src):
-        notes.append(f"{path.name}: no data_source field; all problems form one benchmark "
-                     f"'{UNKNOWN_SOURCE}'")
-    ev = EvalData(
-        step=step,
-        source=_obj(src),
-        ids=_obj([str(u) for u in uniques]),
-        n=n,
-        c=c,
-        notes=notes,
-    )
+        notes.append(f"{path.name}: no data_source field; all problems form one benchmark '{UNKNOWN_SOURCE}'")
+    ev = EvalData(step=step, source=_obj(src), ids=_obj([str(u) for u in uniques]), n=n, c=c, notes=notes)
     if samples:
         srt = np.argsort(codes, kind="stable")
         ev.sample_problem = codes[srt].astype(np.int64)
@@ -427,7 +405,7 @@ def sniff_dump_format(path: Path) -> str:
     try:
         rec = json.loads(first)
     except ValueError:
-        raise ValueError(f"{path.name}: first line is not JSON")
+        raise ValueError(f"{path.name}: first line is not JSON") from None
     if isinstance(rec, dict):
         if "scores" in rec:
             return "native"
@@ -453,4 +431,3 @@ def read_eval_file(path: Path, step: int, fmt: str, samples: bool = False) -> Ev
             return ev
         return read_seed_dump(path, step, samples)
     raise ValueError(f"unknown eval format {fmt!r}")
-

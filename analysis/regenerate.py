@@ -29,43 +29,39 @@ from analysis.cli import add_analysis_args, options_from_args
 from analysis.core import Analysis, analyse
 from analysis.exclusions import excluded_section, total_steps
 from analysis.figures import FIGURES, add_figure_args, write_figures
-from analysis.publish import (
-    NO_RUNS,
-    no_runs_message,
-    refuse_missing_inputs,
-    roots_without_runs,
-    staged,
-)
+from analysis.publish import NO_RUNS, no_runs_message, refuse_missing_inputs, roots_without_runs, staged
 from analysis.significance import make_comparer
 from analysis.tables import print_report, write_tables
 
 FIGURE_CAPTIONS = {
     1: "Token-level policy entropy (nats) of the update batch vs training: (a) mean over all "
-       "response tokens (`entropy/token_mean`), (b) mean of per-sequence means "
-       "(`entropy/seq_mean`). Several seeds: mean over seeds, band = min-max over seeds.",
+    "response tokens (`entropy/token_mean`), (b) mean of per-sequence means "
+    "(`entropy/seq_mean`). Several seeds: mean over seeds, band = min-max over seeds.",
     2: "Rollouts per prompt vs training: (a) stage 1, (b) stage 2 (extra DARS rollouts), "
-       "(c) total, and (d) stage-2 rollouts per training step. Several seeds: mean over seeds, "
-       "band = min-max over seeds.",
+    "(c) total, and (d) stage-2 rollouts per training step. Several seeds: mean over seeds, "
+    "band = min-max over seeds.",
     3: "Pass@1 vs Pass@K (overall, micro) over validation checkpoints; arrows follow time, the "
-       "hollow marker is the first checkpoint (the paper's first figure). Several seeds: mean "
-       "over seeds at the steps every seed evaluated, error bars = min-max over seeds.",
+    "hollow marker is the first checkpoint (the paper's first figure). Several seeds: mean "
+    "over seeds at the steps every seed evaluated, error bars = min-max over seeds.",
     4: "Unbiased Pass@k for k = 1..K (log2 axis) at the judged checkpoint, per benchmark and "
-       "overall (micro). Several seeds: mean over seeds, band = min-max over seeds; one run: "
-       "band = bootstrap CI over problems.",
+    "overall (micro). Several seeds: mean over seeds, band = min-max over seeds; one run: "
+    "band = bootstrap CI over problems.",
     5: "Analytic: cumulative advantage n*S(p) of a group of n=8 rollouts, GRPO without std "
-       "(2p(1-p)) and with std (2*sqrt(p(1-p))), the ET target (flat at the peak) and the HW "
-       "target (2(1-p)*peak) for p < 0.5; dots: what the integer schedule delivers at p_hat=c/8.",
+    "(2p(1-p)) and with std (2*sqrt(p(1-p))), the ET target (flat at the peak) and the HW "
+    "target (2(1-p)*peak) for p < 0.5; dots: what the integer schedule delivers at p_hat=c/8.",
     6: "Analytic: expected total rollouts per prompt vs the prompt's true solve rate q for n=8: "
-       "ET (n_max 32), HW (n_max 64), the pre-August-2025 lookup tables, and plain GRPO.",
+    "ET (n_max 32), HW (n_max 64), the pre-August-2025 lookup tables, and plain GRPO.",
     7: "Training accuracy of the stage-1 rollouts (before any filter) and the fraction of "
-       "prompts whose merged group solves none / some / all of its rollouts. Several seeds: "
-       "mean over seeds, band = min-max over seeds.",
+    "prompts whose merged group solves none / some / all of its rollouts. Several seeds: "
+    "mean over seeds, band = min-max over seeds.",
 }
 
 
 def _runs_section(a: Analysis) -> list[str]:
-    lines = ["| Label | Run | Experiment | Seed | State | Train steps | Evaluations | Judged at |",
-             "|---|---|---|---:|---|---:|---:|---|"]
+    lines = [
+        "| Label | Run | Experiment | Seed | State | Train steps | Evaluations | Judged at |",
+        "|---|---|---|---:|---|---:|---:|---|",
+    ]
     for r in a.runs:
         lab = a.run_label.get(str(r.path), r.name)
         tr = r.training() if r.kind == "native" else None
@@ -93,21 +89,33 @@ def write_index(
 ) -> Path:
     out = Path(out)
     L = ["# DARS analysis", ""]
-    L.append(f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by "
-             f"`python -m analysis.regenerate {' '.join(shlex.quote(x) for x in argv)}`.")
+    L.append(
+        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by "
+        f"`python -m analysis.regenerate {' '.join(shlex.quote(x) for x in argv)}`."
+    )
     L.append("")
     if a is not None:
         o = a.options
-        L.append(f"K = {a.K}; checkpoint = `{o.checkpoint}`; bootstrap B = {o.n_boot}, seed = "
-                 f"{o.seed}, level = {o.level:g}; excluded data sources: "
-                 f"{', '.join(o.exclude_sources) or 'none'}.")
+        L.append(
+            f"K = {a.K}; checkpoint = `{o.checkpoint}`; bootstrap B = {o.n_boot}, seed = "
+            f"{o.seed}, level = {o.level:g}; excluded data sources: "
+            f"{', '.join(o.exclude_sources) or 'none'}."
+        )
         L.append("")
         L += excluded_section(a.excluded)  # before any number: what the numbers leave out
     if "claims" in tables:  # the verdicts first: what the sweep says about each claim
         p = tables["claims"]
-        L += ["## Claims", "", p.read_text().rstrip(), "",
-              (f"Files: [{p.name}](tables/{p.name}), [claims.csv](tables/claims.csv), "
-               "[claims_summary.csv](tables/claims_summary.csv)"), ""]
+        L += [
+            "## Claims",
+            "",
+            p.read_text().rstrip(),
+            "",
+            (
+                f"Files: [{p.name}](tables/{p.name}), [claims.csv](tables/claims.csv), "
+                "[claims_summary.csv](tables/claims_summary.csv)"
+            ),
+            "",
+        ]
     if a is not None:
         L += ["## Runs", ""] + _runs_section(a) + [""]
     titles = {
@@ -122,10 +130,15 @@ def write_index(
     for key, title in titles.items():
         if key in tables:
             p = tables[key]
-            L += [f"## {title}", "", p.read_text().rstrip(), "",
-                  f"Files: [{p.name}](tables/{p.name}), [{p.stem}.csv](tables/{p.stem}.csv)"
-                  + (f", [{p.stem}.tex](tables/{p.stem}.tex)" if p.with_suffix('.tex').exists() else ""),
-                  ""]
+            L += [
+                f"## {title}",
+                "",
+                p.read_text().rstrip(),
+                "",
+                f"Files: [{p.name}](tables/{p.name}), [{p.stem}.csv](tables/{p.stem}.csv)"
+                + (f", [{p.stem}.tex](tables/{p.stem}.tex)" if p.with_suffix(".tex").exists() else ""),
+                "",
+            ]
     if figures:
         L += ["## Figures", ""]
         for num in sorted(figures):
@@ -136,8 +149,10 @@ def write_index(
             if png:
                 L.append(f"![{FIGURES[num]}](figures/{png[0].name})")
                 L.append("")
-            L.append(FIGURE_CAPTIONS[num] + (" " + ", ".join(f"[{p.suffix[1:].upper()}](figures/{p.name})"
-                                                           for p in others) if others else ""))
+            L.append(
+                FIGURE_CAPTIONS[num]
+                + (" " + ", ".join(f"[{p.suffix[1:].upper()}](figures/{p.name})" for p in others) if others else "")
+            )
             L.append("")
     if fig_notes:
         L += ["## Figures not drawn", ""] + [f"- {n}" for n in fig_notes] + [""]
@@ -158,9 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         "is left untouched.",
     )
     ap.add_argument("dirs", nargs="+", help="sweep, run or validation-dump directories")
-    ap.add_argument("--out", required=True,
-                    help="output directory (created); its tables/, figures/ and index.md are "
-                    "replaced only once the new ones are complete")
+    ap.add_argument(
+        "--out",
+        required=True,
+        help="output directory (created); its tables/, figures/ and index.md are "
+        "replaced only once the new ones are complete",
+    )
     ap.add_argument("--no-figures", action="store_true", help="tables only")
     ap.add_argument("--quiet", action="store_true", help="print only problems, not the table")
     add_analysis_args(ap)
@@ -187,11 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         return NO_RUNS
     if not a.runs:  # runs found, none usable: the console says why; the old report stays
         print_report(a, sys.stdout, show_table=False)
-        hint = ("; --include-base / --include-partial analyse the untrained / unfinished runs "
-                "as they are" if a.excluded else "")
-        print(f"error: nothing could be analysed (no complete trained run with training metrics "
-              f"or evaluations{hint}). Nothing was written: {out} was left as it was.",
-              file=sys.stderr)
+        hint = (
+            "; --include-base / --include-partial analyse the untrained / unfinished runs as they are"
+            if a.excluded
+            else ""
+        )
+        print(
+            f"error: nothing could be analysed (no complete trained run with training metrics "
+            f"or evaluations{hint}). Nothing was written: {out} was left as it was.",
+            file=sys.stderr,
+        )
         return 1
     for d in roots_without_runs(args.dirs, found) if len(args.dirs) > 1 else []:
         a.notes.append(f"{d}: no run directory below it (mistyped?)")
@@ -204,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         t_tables = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        figures, fig_notes = ({}, []) if args.no_figures else write_figures(
-            a, tmp / "figures", args.only, args.formats, args.x_axis, args.smooth, args.dpi
+        figures, fig_notes = (
+            ({}, [])
+            if args.no_figures
+            else write_figures(a, tmp / "figures", args.only, args.formats, args.x_axis, args.smooth, args.dpi)
         )
         t_figs = time.perf_counter() - t1
 
@@ -214,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in fig_notes:
             print(f"Note: {n}", file=buf)
         write_index(a, tmp, tables, figures, fig_notes, argv, buf.getvalue())
-        claims_text = ("Claims (tables/claims.md)\n\n" + tables["claims"].read_text()
-                       if "claims" in tables else "")
+        claims_text = "Claims (tables/claims.md)\n\n" + tables["claims"].read_text() if "claims" in tables else ""
     index = out / "index.md"
 
     print_report(a, sys.stdout, show_table=not args.quiet, after_table=claims_text)

@@ -14,8 +14,6 @@ import pandas as pd
 PCT = 100.0
 
 
-
-
 def _fmt(v, digits: int, scale: float) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -38,14 +36,12 @@ def _best_mask(df: pd.DataFrame, scale: float, digits: int) -> pd.DataFrame:
     return mask
 
 
-def _bold_best(cells: dict, df: pd.DataFrame, digits, scale, fmt: str,
-               bold: bool | pd.DataFrame) -> None:
+def _bold_best(cells: dict, df: pd.DataFrame, digits, scale, fmt: str, bold: bool | pd.DataFrame) -> None:
     """Wrap the cells to bold in ``fmt`` (e.g. ``**{}**``), in place: where the mask ``bold`` is
     true, or (``bold=True``) each column's plain maximum as displayed (no statistics)."""
     for col in df.columns:
         if isinstance(bold, pd.DataFrame):
-            best = (bold[col].reindex(df.index).fillna(False).astype(bool).tolist()
-                    if col in bold else [False] * len(df))
+            best = bold[col].reindex(df.index).fillna(False).astype(bool).tolist() if col in bold else [False] * len(df)
         else:
             sc = scale.get(col, 1.0) if isinstance(scale, dict) else scale
             dg = digits.get(col, 1) if isinstance(digits, dict) else digits
@@ -91,8 +87,18 @@ def to_markdown(
 
 
 def _tex_escape(s: str) -> str:
-    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-           "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+    rep = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\^{}",
+    }
     return "".join(rep.get(ch, ch) for ch in str(s))
 
 

@@ -10,13 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.metrics import (
-    avg_per_problem,
-    factorize_answers,
-    maj_at_k,
-    pass_at_k_matrix,
-    summarize,
-)
+from analysis.metrics import avg_per_problem, factorize_answers, maj_at_k, pass_at_k_matrix, summarize
 from analysis.names import ALL, MACRO, benchmark_order
 from analysis.readers import EvalData
 from analysis.runs import Run
@@ -60,9 +54,7 @@ def trajectory_rows(ev: EvalData, K: int) -> list[dict]:
     return rows
 
 
-def summary_trajectory(
-    run: Run, K: int, exclude: tuple[str, ...]
-) -> dict[int, tuple[list[str], list[dict]]]:
+def summary_trajectory(run: Run, K: int, exclude: tuple[str, ...]) -> dict[int, tuple[list[str], list[dict]]]:
     """Trajectory rows from a native run's ``eval/summary.jsonl`` (step -> (benchmarks, rows)).
 
     Uses each benchmark's ``avg@<n_val>``, ``pass@1``, ``pass@K`` and ``n_problems``; micro is
@@ -86,15 +78,20 @@ def summary_trajectory(
         if nv is None or (isinstance(nv, float) and np.isnan(nv)):
             continue
         nv = int(nv)
-        benches = sorted({key[4:].rsplit("/", 1)[0] for key in rec
-                          if key.startswith("val/") and key.endswith(f"/avg@{nv}")}
-                         - {ALL, MACRO})
+        benches = sorted(
+            {key[4:].rsplit("/", 1)[0] for key in rec if key.startswith("val/") and key.endswith(f"/avg@{nv}")}
+            - {ALL, MACRO}
+        )
         vals = {}
         ok = bool(benches)
         for b in benches:
             try:
-                got = [rec[f"val/{b}/avg@{nv}"], rec[f"val/{b}/pass@1"], rec[f"val/{b}/pass@{K}"],
-                       rec[f"val/{b}/n_problems"]]
+                got = [
+                    rec[f"val/{b}/avg@{nv}"],
+                    rec[f"val/{b}/pass@1"],
+                    rec[f"val/{b}/pass@{K}"],
+                    rec[f"val/{b}/n_problems"],
+                ]
             except KeyError:
                 ok = False
                 break
@@ -115,8 +112,7 @@ def summary_trajectory(
             v = np.array([vals[b][j] for b in keep], dtype=np.float64)
             for b, x in zip(keep, v):
                 rows.append({"benchmark": b, "metric": metric, "k": k, "value": float(x)})
-            rows.append({"benchmark": ALL, "metric": metric, "k": k,
-                         "value": float((v * w).sum() / w.sum())})
+            rows.append({"benchmark": ALL, "metric": metric, "k": k, "value": float((v * w).sum() / w.sum())})
             rows.append({"benchmark": MACRO, "metric": metric, "k": k, "value": float(v.mean())})
         out[step] = (benches, rows)
     return out
@@ -129,11 +125,7 @@ def problem_matrix(ev: EvalData, K: int, maj: bool) -> tuple[pd.DataFrame, list[
     if maj and ev.has_preds:
         codes = factorize_answers(ev.sample_preds)
         for k in pass_at_k_curve_ks(K):  # 1, 2, 4, ..., K
-            mats.append(
-                maj_at_k(ev.sample_problem, ev.sample_position, codes, ev.sample_scores, ev.n, k)[
-                    :, None
-                ]
-            )
+            mats.append(maj_at_k(ev.sample_problem, ev.sample_position, codes, ev.sample_scores, ev.n, k)[:, None])
             cols.append(("maj", k))
     values = np.hstack(mats)
     # a problem id may repeat (e.g. duplicated prompts in a dump): number the repeats
@@ -219,8 +211,15 @@ def cost_row(run: Run, label: str, tr: pd.DataFrame, step: int | None, pass_k: f
         "step": step,
     }
     if tr.empty:
-        row.update(optim_steps=np.nan, prompts=np.nan, rollouts=np.nan, rpp_stage1=np.nan,
-                   rpp_stage2=np.nan, rpp_total=np.nan, tokens=np.nan)
+        row.update(
+            optim_steps=np.nan,
+            prompts=np.nan,
+            rollouts=np.nan,
+            rpp_stage1=np.nan,
+            rpp_stage2=np.nan,
+            rpp_total=np.nan,
+            tokens=np.nan,
+        )
     else:
         t = tr if step is None else tr[tr["step"] <= step]
         if step is None and len(tr):
@@ -246,9 +245,6 @@ def cost_row(run: Run, label: str, tr: pd.DataFrame, step: int | None, pass_k: f
     row["pass_K"] = pass_k
     tok = row.get("tokens")
     row["pass_K_per_Mtok"] = (
-        100.0 * pass_k / (tok / 1e6) if tok and not np.isnan(tok) and tok > 0 and not np.isnan(pass_k)
-        else np.nan
+        100.0 * pass_k / (tok / 1e6) if tok and not np.isnan(tok) and tok > 0 and not np.isnan(pass_k) else np.nan
     )
     return row
-
-

@@ -65,7 +65,7 @@ def load_config(path: Path) -> tuple[dict, list[str]]:
         conf = OmegaConf.load(path)
         try:
             return OmegaConf.to_container(conf, resolve=True), notes  # type: ignore[return-value]
-        except Exception:  # an interpolation that cannot resolve outside the run (e.g. ${hydra:})
+        except Exception:  # noqa: BLE001 - an interpolation that cannot resolve outside the run (e.g. ${hydra:})
             return OmegaConf.to_container(conf, resolve=False), notes  # type: ignore[return-value]
     except Exception as e:  # noqa: BLE001 - any unreadable config is a note, not a crash
         try:
@@ -74,7 +74,7 @@ def load_config(path: Path) -> tuple[dict, list[str]]:
             with open(path) as f:
                 data = yaml.safe_load(f)
             return (data if isinstance(data, dict) else {}), notes
-        except Exception:
+        except Exception:  # noqa: BLE001 - not YAML either: the note names OmegaConf's reason
             notes.append(f"unreadable {path.name}: {e}")
             return {}, notes
 
@@ -169,9 +169,7 @@ def _native_run(path: Path) -> Run:
         status, sn = _read_status(path / "status.json")
     notes += sn
     experiment = (
-        _get(config, "experiment_name")
-        or (status or {}).get("experiment")
-        or re.sub(r"-s\d+.*$", "", path.name)
+        _get(config, "experiment_name") or (status or {}).get("experiment") or re.sub(r"-s\d+.*$", "", path.name)
     )
     seed = _get(config, "seed", (status or {}).get("seed"))
     try:
@@ -229,9 +227,7 @@ def _index_native_eval(run: Run) -> None:
             use[k] = (p, "native")
     missing = sorted(listed - set(files))
     if missing:
-        run.notes.append(
-            "summary lists step(s) " + ", ".join(map(str, missing)) + " without an eval/step_<k>.jsonl"
-        )
+        run.notes.append("summary lists step(s) " + ", ".join(map(str, missing)) + " without an eval/step_<k>.jsonl")
     run.eval_files = use
 
 
@@ -262,9 +258,7 @@ def _dump_run(path: Path, files: dict[int, Path]) -> Run:
             config, cn = load_config(cand)
             notes += cn
             break
-    experiment = (
-        _get(config, "experiment_name") or _get(config, "trainer.experiment_name") or name
-    )
+    experiment = _get(config, "experiment_name") or _get(config, "trainer.experiment_name") or name
     experiment = normalise_experiment(str(experiment))
     seed = _get(config, "seed")
     try:

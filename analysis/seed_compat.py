@@ -103,8 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         "k = 16, 32, ..., 128 with n hard-coded to 128 (all items, 'train' included).",
     )
     ap.add_argument("path", nargs="+", help="val_generations/<step>.json (or another dump format)")
-    ap.add_argument("--n", type=int, default=SEED_N,
-                    help="the sample count the seed assumes for Pass@k (default 128, as hard-coded)")
+    ap.add_argument(
+        "--n",
+        type=int,
+        default=SEED_N,
+        help="the sample count the seed assumes for Pass@k (default 128, as hard-coded)",
+    )
     return ap
 
 
@@ -115,16 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     for p in args.path:
         try:
             items = load_items(Path(p))
-            res = seed_numbers(items, num_samples=args.n,
-                               ks=tuple(k for k in range(16, args.n + 1, 16)) or (args.n,))
+            res = seed_numbers(items, num_samples=args.n, ks=tuple(k for k in range(16, args.n + 1, 16)) or (args.n,))
         except (OSError, ValueError, KeyError) as e:
             print(f"error: {p}: {e}", file=sys.stderr)
             rc = 1
             continue
         print(format_report(res, p))
         if res["sample_counts"] != [args.n]:
-            print(f"# note: items have {res['sample_counts']} samples, but Pass@k assumes n={args.n} "
-                  f"as the seed does (--n changes it)")
+            print(
+                f"# note: items have {res['sample_counts']} samples, but Pass@k assumes n={args.n} "
+                f"as the seed does (--n changes it)"
+            )
     return rc
 
 

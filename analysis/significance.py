@@ -27,8 +27,7 @@ def make_comparer(a: Analysis) -> Comparer | None:
     o = a.options
     if o.n_boot <= 0:
         return None
-    return Comparer(a, n_boot=o.n_boot, seed=o.seed, level=o.level,
-                    pool_seed_variance=o.pool_seed_variance)
+    return Comparer(a, n_boot=o.n_boot, seed=o.seed, level=o.level, pool_seed_variance=o.pool_seed_variance)
 
 
 def _lower(cmp: Comparer, best: str, other: str, metric: str, bench: str) -> float:
@@ -40,8 +39,9 @@ def _lower(cmp: Comparer, best: str, other: str, metric: str, bench: str) -> flo
     return d.lo if d is not None else math.nan
 
 
-def significant_best(a: Analysis, table: pd.DataFrame, columns: dict[str, tuple[str, str] | None],
-                     cmp: Comparer | None) -> tuple[pd.DataFrame, str]:
+def significant_best(
+    a: Analysis, table: pd.DataFrame, columns: dict[str, tuple[str, str] | None], cmp: Comparer | None
+) -> tuple[pd.DataFrame, str]:
     """(bold mask, footnote) for ``table`` (rows = labels).
 
     ``columns``: table column -> (comparer metric, data source or ``all``), or None for a column
@@ -49,8 +49,9 @@ def significant_best(a: Analysis, table: pd.DataFrame, columns: dict[str, tuple[
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
     level = f"{round(100 * a.options.level)}%"
     if cmp is None:
-        return mask, ("Nothing is bold: no confidence intervals were computed (--bootstrap 0), "
-                      "so no row can be called best.")
+        return mask, (
+            "Nothing is bold: no confidence intervals were computed (--bootstrap 0), so no row can be called best."
+        )
     unranked = shown_labels(a.excluded)
     ranked = [lab for lab in table.index if lab not in unranked]
     n_bold, testable = 0, 0
@@ -68,13 +69,21 @@ def significant_best(a: Analysis, table: pd.DataFrame, columns: dict[str, tuple[
         if all(_lower(cmp, best, other, metric, bench) > 0 for other in others):
             mask.loc[best, col] = True
             n_bold += 1
-    rule = (f"Bold: a column's best value, only where its paired difference to every other row "
-            f"has a {level} CI entirely above 0 (the comparisons of paired_deltas: bootstrap over "
-            "seeds and problems at the judged checkpoints)")
+    rule = (
+        f"Bold: a column's best value, only where its paired difference to every other row "
+        f"has a {level} CI entirely above 0 (the comparisons of paired_deltas: bootstrap over "
+        "seeds and problems at the judged checkpoints)"
+    )
     parts = [rule + "; a column without bold has no significantly best row."]
     if testable == 0:
-        parts = ["Nothing is bold: " + ("no paired interval is computed for these columns."
-                                        if len(ranked) >= 2 else "fewer than two rows to rank.")]
+        parts = [
+            "Nothing is bold: "
+            + (
+                "no paired interval is computed for these columns."
+                if len(ranked) >= 2
+                else "fewer than two rows to rank."
+            )
+        ]
     elif n_bold == 0:
         parts.append("Here no column's best is significantly better than every other row.")
     never = [c for c in table.columns if columns.get(c) is None]

@@ -57,8 +57,20 @@ LOOK = {
 }
 assert set(PALETTE) == set(LOOK) == set(EXPERIMENTS)
 
-EXTRA_COLOURS = ["#9467bd", "#17becf", "#bcbd22", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
-                 "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5"]
+EXTRA_COLOURS = [
+    "#9467bd",
+    "#17becf",
+    "#bcbd22",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#dbdb8d",
+    "#9edae5",
+]
 LINESTYLES = ["-", "--", ":", "-."]
 # 7 markers: coprime with the 4 line styles, so cycling both gives 28 distinct pairs
 MARKERS = ["o", "s", "D", "^", "v", "P", "X"]
@@ -144,8 +156,7 @@ def legend(fig, axes, ncol_max: int = 4) -> None:
                 handles.append(h)
                 labels.append(lab)
     if handles:
-        fig.legend(handles, labels, loc="outside upper center", ncol=min(len(labels), ncol_max),
-                   frameon=False)
+        fig.legend(handles, labels, loc="outside upper center", ncol=min(len(labels), ncol_max), frameon=False)
 
 
 def band_alpha(count: int) -> float:
@@ -158,21 +169,39 @@ def band_alpha(count: int) -> float:
 def band(ax, x, lo, hi, colour: str, count: int = 1, linestyle: str = "-") -> None:
     """A min-max (or CI) band of one of ``count`` labels: a light fill, outlined thinly in the
     label's colour and line style, so each band's extent shows where the fills overlap."""
-    ax.fill_between(x, lo, hi, facecolor=to_rgba(colour, band_alpha(count)),
-                    edgecolor=to_rgba(colour, BAND_EDGE_ALPHA), lw=0.4, linestyle=linestyle,
-                    label="_band")
+    ax.fill_between(
+        x,
+        lo,
+        hi,
+        facecolor=to_rgba(colour, band_alpha(count)),
+        edgecolor=to_rgba(colour, BAND_EDGE_ALPHA),
+        lw=0.4,
+        linestyle=linestyle,
+        label="_band",
+    )
 
 
 def whiskers(ax, x, y, colour: str, ylo, yhi, xlo=None, xhi=None, alpha: float = 0.8) -> None:
     """A band (or two: x and y) drawn as error bars at the points (x, y), not as a fill: bands
     of many labels then never merge into one mass. Arms are clipped at 0 (the mean of equal
     values can exceed their max by rounding)."""
+
     def arms(mid, lo, hi):
         return np.clip([mid - np.asarray(lo), np.asarray(hi) - mid], 0, None)
 
-    ax.errorbar(x, y, yerr=arms(y, ylo, yhi), xerr=None if xlo is None else arms(x, xlo, xhi),
-                fmt="none", ecolor=colour, elinewidth=0.6, capsize=0 if xlo is not None else 1.5,
-                capthick=0.6, alpha=alpha, label="_band")
+    ax.errorbar(
+        x,
+        y,
+        yerr=arms(y, ylo, yhi),
+        xerr=None if xlo is None else arms(x, xlo, xhi),
+        fmt="none",
+        ecolor=colour,
+        elinewidth=0.6,
+        capsize=0 if xlo is not None else 1.5,
+        capthick=0.6,
+        alpha=alpha,
+        label="_band",
+    )
 
 
 def integer_axis(axis) -> None:

@@ -17,7 +17,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +104,18 @@ def write_eval_step(
         m = int(n_per[i])
         sc = scores[i, :m]
         rec = (
-            '{"data_source": ' + json.dumps(src[i]) + ', "id": ' + json.dumps(ids[i])
-            + ', "prompt": ' + json.dumps(f"Problem {ids[i]}: compute the answer.")
-            + ', "answer": ' + json.dumps(f"A{i}")
-            + ', "scores": ' + _fmt_list(sc.tolist())
-            + ', "response_lengths": ' + _fmt_list(lengths[i, :m].tolist())
+            '{"data_source": '
+            + json.dumps(src[i])
+            + ', "id": '
+            + json.dumps(ids[i])
+            + ', "prompt": '
+            + json.dumps(f"Problem {ids[i]}: compute the answer.")
+            + ', "answer": '
+            + json.dumps(f"A{i}")
+            + ', "scores": '
+            + _fmt_list(sc.tolist())
+            + ', "response_lengths": '
+            + _fmt_list(lengths[i, :m].tolist())
         )
         if preds:
             wrong = rng.integers(0, 3, size=m)
@@ -145,9 +152,7 @@ def write_eval_step(
     return summ
 
 
-def training_records(
-    spec: ExperimentSpec, steps: int, rng: np.random.Generator, mini_batch: int = 64
-) -> list[dict]:
+def training_records(spec: ExperimentSpec, steps: int, rng: np.random.Generator, mini_batch: int = 64) -> list[dict]:
     """metrics.jsonl records of a toy run (real schedules for the stage-2 counts)."""
     recs = []
     seen = 0
@@ -277,7 +282,7 @@ def write_run(
         "experiment": experiment,
         "seed": seed,
         "error": "CUDA error: out of memory" if state == "failed" else None,
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (run / "status.json").write_text(json.dumps(status))
     (run / "train.log").write_text(f"[toy] {experiment} seed {seed}: {done}/{steps} steps\n")
@@ -285,10 +290,7 @@ def write_run(
 
 
 def write_sweep(
-    root: Path,
-    experiments=("baseline", "dars_et", "dars_hw", "dars_hw_breadth"),
-    seeds=(0,),
-    **kw,
+    root: Path, experiments=("baseline", "dars_et", "dars_hw", "dars_hw_breadth"), seeds=(0,), **kw
 ) -> list[Path]:
     """A Hydra-multirun-shaped sweep: ``root/multirun.yaml`` + one run per (experiment, seed)."""
     root = Path(root)
@@ -365,22 +367,33 @@ def main(argv: list[str] | None = None) -> int:
         "the analysis; the numbers are a toy model, not training results.",
     )
     ap.add_argument("out", help="sweep directory to create")
-    ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENT_SPECS),
-                    help="experiment names (default: all seven)")
+    ap.add_argument(
+        "--experiments", nargs="+", default=list(EXPERIMENT_SPECS), help="experiment names (default: all seven)"
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: 0)")
     ap.add_argument("--steps", type=int, default=40, help="training steps per run (default: 40)")
     ap.add_argument("--eval-every", type=int, default=5, help="validation interval (default: 5)")
     ap.add_argument("--n-val", type=int, default=32, help="samples per problem (default: 32)")
-    ap.add_argument("--paper-size", action="store_true",
-                    help="the paper's 1560 validation problems instead of 40")
-    ap.add_argument("--no-step0", dest="step0", action="store_false",
-                    help="no validation of the base model before training (default: one at "
-                    "step 0, as the tiny preset; the claims' 'base' reference needs it)")
+    ap.add_argument("--paper-size", action="store_true", help="the paper's 1560 validation problems instead of 40")
+    ap.add_argument(
+        "--no-step0",
+        dest="step0",
+        action="store_false",
+        help="no validation of the base model before training (default: one at "
+        "step 0, as the tiny preset; the claims' 'base' reference needs it)",
+    )
     args = ap.parse_args(argv)
     sizes = PAPER_SIZES if args.paper_size else SMALL_SIZES
-    runs = write_sweep(Path(args.out), args.experiments, args.seeds, steps=args.steps,
-                       eval_every=args.eval_every, n_val=args.n_val, sizes=sizes,
-                       step0=args.step0)
+    runs = write_sweep(
+        Path(args.out),
+        args.experiments,
+        args.seeds,
+        steps=args.steps,
+        eval_every=args.eval_every,
+        n_val=args.n_val,
+        sizes=sizes,
+        step0=args.step0,
+    )
     print(f"wrote {len(runs)} runs under {args.out}")
     return 0
 

@@ -38,8 +38,7 @@ def _pick(a: Analysis, metric: str, k: int | None, field: str = "value") -> pd.D
         df = df[df["k"] == k]
     if df.empty:
         return pd.DataFrame(index=pd.Index([], name="label"))
-    piv = df.pivot_table(index="label", columns="benchmark", values=field, aggfunc="first",
-                         dropna=False)
+    piv = df.pivot_table(index="label", columns="benchmark", values=field, aggfunc="first", dropna=False)
     labels = [lab for lab in a.label_order if lab in piv.index]
     return piv.reindex(labels)
 
@@ -105,12 +104,12 @@ def ci_table(a: Analysis, digits: int = 1) -> pd.DataFrame:
     val, lo, hi = (_pick(a, "avg", None, f) for f in ("value", "lo", "hi"))
     pv, plo, phi = (_pick(a, "pass", K, f) for f in ("value", "lo", "hi"))
 
-    def cell(v, l, h):
+    def cell(v, low, high):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "–"
-        if math.isnan(l) or math.isnan(h):
+        if math.isnan(low) or math.isnan(high):
             return f"{PCT * v:.{digits}f}"
-        return f"{PCT * v:.{digits}f} [{PCT * l:.{digits}f}, {PCT * h:.{digits}f}]"
+        return f"{PCT * v:.{digits}f} [{PCT * low:.{digits}f}, {PCT * high:.{digits}f}]"
 
     cols = {}
     for b in a.benchmarks:
@@ -172,15 +171,24 @@ def cost_table(a: Analysis) -> pd.DataFrame:
         return pd.DataFrame()
     c["tokens_M"] = c["tokens"] / 1e6
     c["pass_K"] = c["pass_K"] * PCT
-    num = ["step", "optim_steps", "prompts", "rollouts", "rpp_stage1", "rpp_stage2", "rpp_total",
-           "tokens_M", "pass_K", "pass_K_per_Mtok"]
+    num = [
+        "step",
+        "optim_steps",
+        "prompts",
+        "rollouts",
+        "rpp_stage1",
+        "rpp_stage2",
+        "rpp_total",
+        "tokens_M",
+        "pass_K",
+        "pass_K_per_Mtok",
+    ]
     for col in num:
         c[col] = pd.to_numeric(c[col], errors="coerce")
     g = c.groupby("label", sort=False)[num].mean()
     g["n_runs"] = c.groupby("label", sort=False).size()
     g = g.reindex([lab for lab in a.label_order if lab in g.index])
-    g = g.rename(columns={k: v.replace("K", str(a.K)) if "Pass@K" in v else v
-                          for k, v in COST_DISPLAY.items()})
+    g = g.rename(columns={k: v.replace("K", str(a.K)) if "Pass@K" in v else v for k, v in COST_DISPLAY.items()})
     g.index.name = "label"
     return g
 
@@ -211,15 +219,21 @@ def main_caption(a: Analysis) -> str:
     )
 
 
-def _write_per_benchmark(out: Path, name: str, table: pd.DataFrame, caption: str, foot: str,
-                         bold: tuple[pd.DataFrame, str],
-                         partial: pd.DataFrame | None = None) -> Path:
+def _write_per_benchmark(
+    out: Path,
+    name: str,
+    table: pd.DataFrame,
+    caption: str,
+    foot: str,
+    bold: tuple[pd.DataFrame, str],
+    partial: pd.DataFrame | None = None,
+) -> Path:
     """One per-benchmark table as <name>.md, .tex and .csv; returns the Markdown path."""
     mask, rule = bold
-    (out / f"{name}.md").write_text(to_markdown(table, bold_best=mask, partial=partial)
-                                    + foot + rule + "\n")
-    (out / f"{name}.tex").write_text(to_latex(table, bold_best=mask, caption=f"{caption} {rule}",
-                                              label=f"tab:{name}", partial=partial))
+    (out / f"{name}.md").write_text(to_markdown(table, bold_best=mask, partial=partial) + foot + rule + "\n")
+    (out / f"{name}.tex").write_text(
+        to_latex(table, bold_best=mask, caption=f"{caption} {rule}", label=f"tab:{name}", partial=partial)
+    )
     table.to_csv(out / f"{name}.csv")
     return out / f"{name}.md"
 
@@ -243,11 +257,9 @@ def write_tables(a: Analysis, out: Path, cmp=None) -> dict[str, Path]:
         main_cols = {benchmark_display(b): ("avg", b) for b in a.benchmarks}
         main_cols.update({f"Avg@{K}": ("avg", ALL), f"Pass@{K}": ("pass", ALL)})
         bold, rule = significant_best(a, mt, main_cols, cmp)
-        (out / "main.md").write_text(to_markdown(mt, bold_best=bold, partial=pmask) + foot
-                                     + rule + "\n")
+        (out / "main.md").write_text(to_markdown(mt, bold_best=bold, partial=pmask) + foot + rule + "\n")
         (out / "main.tex").write_text(
-            to_latex(mt, bold_best=bold, caption=f"{main_caption(a)} {rule}", label="tab:main",
-                     partial=pmask)
+            to_latex(mt, bold_best=bold, caption=f"{main_caption(a)} {rule}", label="tab:main", partial=pmask)
         )
         main_table_full(a).to_csv(out / "main.csv", index=False)
         written["main"] = out / "main.md"
@@ -262,35 +274,66 @@ def write_tables(a: Analysis, out: Path, cmp=None) -> dict[str, Path]:
         ppart = ppart.rename(columns={b: benchmark_display(b) for b in ppart.columns if b not in (ALL, MACRO)})
         ppart = ppart.rename(columns={ALL: "Micro", MACRO: "Macro"})
         written["passk"] = _write_per_benchmark(
-            out, "passk", pt, f"Unbiased Pass@{K} per benchmark (%), micro and macro overall.", foot,
-            significant_best(a, pt, per_benchmark_columns(pt, a, "pass"), cmp), ppart)
+            out,
+            "passk",
+            pt,
+            f"Unbiased Pass@{K} per benchmark (%), micro and macro overall.",
+            foot,
+            significant_best(a, pt, per_benchmark_columns(pt, a, "pass"), cmp),
+            ppart,
+        )
         p1 = per_benchmark_table(a, "pass", 1)
         written["pass1"] = _write_per_benchmark(
-            out, "pass1", p1, f"Pass@1 (= Avg@{K}) per benchmark (%), micro and macro overall.",
+            out,
+            "pass1",
+            p1,
+            f"Pass@1 (= Avg@{K}) per benchmark (%), micro and macro overall.",
             # per problem Pass@1 = c/n = Avg@K: the Avg comparisons (already made) decide
-            foot, significant_best(a, p1, per_benchmark_columns(p1, a, "avg"), cmp))
+            foot,
+            significant_best(a, p1, per_benchmark_columns(p1, a, "avg"), cmp),
+        )
         mk = maj_k(a)
         if mk:
             mj = per_benchmark_table(a, "maj", mk)
             written["maj"] = _write_per_benchmark(
-                out, "maj", mj, f"maj@{mk} (majority vote over extracted answers, %).", foot,
-                significant_best(a, mj, per_benchmark_columns(mj, a, None), cmp))
+                out,
+                "maj",
+                mj,
+                f"maj@{mk} (majority vote over extracted answers, %).",
+                foot,
+                significant_best(a, mj, per_benchmark_columns(mj, a, None), cmp),
+            )
 
         a.results.to_csv(out / "results_long.csv", index=False)
         a.trajectory.to_csv(out / "trajectory.csv", index=False)
     cost = cost_table(a)
     if not cost.empty:
-        digits = {c: (0 if c in ("Step", "Optim. steps", "Prompts", "Rollouts", "n_runs") else
-                      3 if c.endswith("M tok") else 2 if c.startswith("Roll./") or "tokens" in c else 1)
-                  for c in cost.columns}
+        digits = {
+            c: (
+                0
+                if c in ("Step", "Optim. steps", "Prompts", "Rollouts", "n_runs")
+                else 3
+                if c.endswith("M tok")
+                else 2
+                if c.startswith("Roll./") or "tokens" in c
+                else 1
+            )
+            for c in cost.columns
+        }
         (out / "cost.md").write_text(
             to_markdown(cost, digits=digits, scale=1.0, bold_best=False)
             + f"\nCosts are training-time totals up to the judged checkpoint (validation generation "
             f"not counted). Pass@{K} in %; last column = Pass@{K} (%) per million generated tokens.\n"
         )
         (out / "cost.tex").write_text(
-            to_latex(cost, digits=digits, scale=1.0, bold_best=False,
-                     caption="Training cost up to the judged checkpoint.", label="tab:cost")
+            to_latex(
+                cost,
+                digits=digits,
+                scale=1.0,
+                bold_best=False,
+                caption="Training cost up to the judged checkpoint.",
+                label="tab:cost",
+            )
         )
         a.cost.to_csv(out / "cost.csv", index=False)
         written["cost"] = out / "cost.md"
@@ -302,19 +345,24 @@ def write_tables(a: Analysis, out: Path, cmp=None) -> dict[str, Path]:
 def _footnote(a: Analysis, partial: pd.DataFrame | None = None) -> str:
     lines = ["", f"Checkpoints: {checkpoint_note(a)}."]
     if partial is not None and partial.to_numpy().any():
-        lines.append(f"\\* averaged over the problems that have at least {a.K} samples "
-                     f"(others have Pass@{a.K} missing); see results_long.csv n_defined.")
+        lines.append(
+            f"\\* averaged over the problems that have at least {a.K} samples "
+            f"(others have Pass@{a.K} missing); see results_long.csv n_defined."
+        )
     pooled = a.results.groupby("label")["n_runs"].first()
     pooled = pooled[pooled > 1]
     if len(pooled):
-        lines.append("Pooled runs (mean over runs, per problem): "
-                     + ", ".join(f"{lab} ({n})" for lab, n in pooled.items()) + ".")
+        lines.append(
+            "Pooled runs (mean over runs, per problem): " + ", ".join(f"{lab} ({n})" for lab, n in pooled.items()) + "."
+        )
     out = [e for e in a.excluded if not e.shown_as]
     if out:  # so that a table copied on its own still says it is not the whole sweep
         base = sum(e.kind == BASE_ONLY for e in out)
-        lines.append(f"Left out: {len(out)} run(s) that are not complete trained results ("
-                     f"{base} not trained, {len(out) - base} partial; see 'Not trained / "
-                     "excluded runs' in index.md).")
+        lines.append(
+            f"Left out: {len(out)} run(s) that are not complete trained results ("
+            f"{base} not trained, {len(out) - base} partial; see 'Not trained / "
+            "excluded runs' in index.md)."
+        )
     shown = sorted({e.shown_as for e in a.excluded if e.shown_as})
     if shown:
         lines.append("Not results (shown on request, never ranked): " + ", ".join(shown) + ".")
@@ -343,8 +391,7 @@ def print_report(a: Analysis, out: TextIO, show_table: bool = True, after_table:
             for n in notes:
                 print(f"    - {n}", file=out)
     if a.excluded:
-        print(f"Not trained / excluded runs ({len(a.excluded)}): not complete trained results, "
-              "never ranked", file=out)
+        print(f"Not trained / excluded runs ({len(a.excluded)}): not complete trained results, never ranked", file=out)
         for line in excluded_lines(a.excluded):
             print(f"  {line}", file=out)
     if a.skipped:

@@ -32,16 +32,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-EXPERIMENTS = ["baseline", "dars_et", "dars_hw", "dars_hw_breadth", "dars_et_breadth",
-               "depth_naive", "breadth_naive"]
+EXPERIMENTS = ["baseline", "dars_et", "dars_hw", "dars_hw_breadth", "dars_et_breadth", "depth_naive", "breadth_naive"]
 
 
 def build(root: Path, n_runs: int, checkpoints: int, n_val: int) -> float:
     from analysis.synthetic import PAPER_SIZES, write_sweep
 
     t = time.perf_counter()
-    write_sweep(root, EXPERIMENTS[:n_runs], seeds=(0,), steps=checkpoints * 5, eval_every=5,
-                n_val=n_val, sizes=PAPER_SIZES, preds=True)
+    write_sweep(
+        root,
+        EXPERIMENTS[:n_runs],
+        seeds=(0,),
+        steps=checkpoints * 5,
+        eval_every=5,
+        n_val=n_val,
+        sizes=PAPER_SIZES,
+        preds=True,
+    )
     return time.perf_counter() - t
 
 
@@ -71,8 +78,10 @@ def main(argv=None) -> int:
     try:
         if not (sweep / "multirun.yaml").exists():
             t_build = build(sweep, args.runs, args.checkpoints, args.n_val)
-            print(f"built {args.runs} runs x {args.checkpoints} checkpoints x 1560 problems x "
-                  f"{args.n_val} samples in {t_build:.1f} s")
+            print(
+                f"built {args.runs} runs x {args.checkpoints} checkpoints x 1560 problems x "
+                f"{args.n_val} samples in {t_build:.1f} s"
+            )
         files = sorted(sweep.glob("*/eval/step_*.jsonl"))
         size = sum(f.stat().st_size for f in files)
         print(f"{len(files)} eval files, {size / 1e6:.0f} MB on disk")
@@ -85,10 +94,15 @@ def main(argv=None) -> int:
         one = files[0]
         data = one.read_bytes()
         t_json = best_of(lambda: [json.loads(line) for line in data.splitlines()])
-        t_pa_full = best_of(lambda: pj.read_json(
-            io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False),
-            parse_options=pj.ParseOptions(explicit_schema=readers.NATIVE_SCHEMA_FULL,
-                                          unexpected_field_behavior="ignore")))
+        t_pa_full = best_of(
+            lambda: pj.read_json(
+                io.BytesIO(data),
+                read_options=pj.ReadOptions(use_threads=False),
+                parse_options=pj.ParseOptions(
+                    explicit_schema=readers.NATIVE_SCHEMA_FULL, unexpected_field_behavior="ignore"
+                ),
+            )
+        )
         t_min = best_of(lambda: readers.read_native_eval(one, 0, samples=False))
         t_full = best_of(lambda: readers.read_native_eval(one, 0, samples=True))
         print(f"one eval file ({len(data) / 1e6:.1f} MB, 1560 lines):")
@@ -114,8 +128,7 @@ def main(argv=None) -> int:
         a2 = analyse([sweep], Options(n_boot=args.bootstrap, use_summary=False))
         write_tables(a2, out / "tables_recomputed")
         t_re = time.perf_counter() - t0
-        print(f"metrics + tables with --recompute-trajectories (every checkpoint parsed): "
-              f"{t_re:.2f} s")
+        print(f"metrics + tables with --recompute-trajectories (every checkpoint parsed): {t_re:.2f} s")
         print("  breakdown: " + ", ".join(f"{k} {v:.2f} s" for k, v in a2.timings.items()))
         if not args.no_figures:
             t0 = time.perf_counter()
@@ -126,12 +139,27 @@ def main(argv=None) -> int:
         if not args.no_cli:
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "analysis.regenerate", str(sweep), "--out",
-                                str(out / "cli"), "--no-figures", "--quiet"],
-                               capture_output=True, text=True, env=env, cwd=ROOT)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "analysis.regenerate",
+                    str(sweep),
+                    "--out",
+                    str(out / "cli"),
+                    "--no-figures",
+                    "--quiet",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
             t_cli = time.perf_counter() - t0
-            print(f"python -m analysis.regenerate --no-figures (subprocess, incl. start-up and "
-                  f"imports): {t_cli:.2f} s, exit {r.returncode}")
+            print(
+                f"python -m analysis.regenerate --no-figures (subprocess, incl. start-up and "
+                f"imports): {t_cli:.2f} s, exit {r.returncode}"
+            )
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-c", "import analysis.core"], env=env, cwd=ROOT)
             print(f"  of which interpreter + imports: {time.perf_counter() - t0:.2f} s")

@@ -140,7 +140,51 @@ def _set(r):
     return f"\\{{{a},{b},{c}\\}}", right, wrong
 
 
-_WORDS = ["we", "the", "of", "is", "to", "and", "so", "that", "let", "then", "consider", "note", "since", "hence", "thus", "therefore", "value", "equation", "solve", "find", "compute", "substitute", "simplify", "gives", "obtain", "check", "case", "term", "factor", "root", "sum", "product", "side", "both", "divide", "multiply", "number", "integer", "positive", "negative", "first", "second", "next"]
+_WORDS = [
+    "we",
+    "the",
+    "of",
+    "is",
+    "to",
+    "and",
+    "so",
+    "that",
+    "let",
+    "then",
+    "consider",
+    "note",
+    "since",
+    "hence",
+    "thus",
+    "therefore",
+    "value",
+    "equation",
+    "solve",
+    "find",
+    "compute",
+    "substitute",
+    "simplify",
+    "gives",
+    "obtain",
+    "check",
+    "case",
+    "term",
+    "factor",
+    "root",
+    "sum",
+    "product",
+    "side",
+    "both",
+    "divide",
+    "multiply",
+    "number",
+    "integer",
+    "positive",
+    "negative",
+    "first",
+    "second",
+    "next",
+]
 
 
 def _sentence(r) -> str:
@@ -232,7 +276,13 @@ def pathological():
         ("many_numbers_20k", " ".join(str(i) for i in range(20000)), "19999"),
         ("long_poly_300", "\\boxed{" + "+".join(f"x^{{{i}}}" for i in range(300)) + "}", "x"),
         ("symbolic_hard", "\\boxed{\\sin^{2}(x)+\\cos^{2}(x) + \\frac{x^{50}-1}{x-1}}", "\\sum_{k=0}^{49} x^k + 1"),
-        ("matrix_30x30", "\\boxed{\\begin{pmatrix}" + "\\\\".join("&".join(str(i * j) for j in range(30)) for i in range(30)) + "\\end{pmatrix}}", "1"),
+        (
+            "matrix_30x30",
+            "\\boxed{\\begin{pmatrix}"
+            + "\\\\".join("&".join(str(i * j) for j in range(30)) for i in range(30))
+            + "\\end{pmatrix}}",
+            "1",
+        ),
     ]
 
 
@@ -317,22 +367,34 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=None, help="RewardScorer num_workers (default: one per CPU)")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-item budget of RewardScorer")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--truncated", type=float, default=0.03,
-                    help="share of responses cut off before a final answer (math-verify then grades whatever "
-                         "math the prose ends with: unique, expensive items)")
+    ap.add_argument(
+        "--truncated",
+        type=float,
+        default=0.03,
+        help="share of responses cut off before a final answer (math-verify then grades whatever "
+        "math the prose ends with: unique, expensive items)",
+    )
     ap.add_argument("--no-pathological", action="store_true")
-    ap.add_argument("--pathological-baseline", action="store_true", help="also run plain math-verify on the pathological set")
+    ap.add_argument(
+        "--pathological-baseline", action="store_true", help="also run plain math-verify on the pathological set"
+    )
     args = ap.parse_args(argv)
 
     problems = max(1, round(args.problems * args.fraction))
     n_items = problems * args.samples
-    print(f"batch: {problems} problems x {args.samples} samples = {n_items:,} items "
-          f"(fraction {problems / args.problems:.3f} of {args.problems} x {args.samples})", flush=True)
+    print(
+        f"batch: {problems} problems x {args.samples} samples = {n_items:,} items "
+        f"(fraction {problems / args.problems:.3f} of {args.problems} x {args.samples})",
+        flush=True,
+    )
     t = time.perf_counter()
     responses, golds, pid = make_batch(problems, args.samples, seed=args.seed, truncated=args.truncated)
     avg_len = sum(map(len, responses)) / len(responses)
     distinct = len(set(zip(golds, responses)))
-    print(f"built in {time.perf_counter() - t:.1f}s; mean response length {avg_len:,.0f} chars; {distinct:,} distinct (response, gold) pairs", flush=True)
+    print(
+        f"built in {time.perf_counter() - t:.1f}s; mean response length {avg_len:,.0f} chars; {distinct:,} distinct (response, gold) pairs",
+        flush=True,
+    )
 
     # ---- component
     scorer = RewardScorer("math_verify", num_workers=args.workers, timeout_s=args.timeout)
@@ -348,8 +410,11 @@ def main(argv=None):
     comp_stats = scorer.stats()
     comp_tput = n_items / t_comp
     statuses = {s: res.status.count(s) for s in ("ok", "no-answer", "timeout", "error")}
-    print(f"component: {scorer.num_workers} workers, pool start-up {startup:.2f}s (once per scorer), "
-          f"scored in {t_comp:.2f}s; mean reward {res.rewards.mean():.3f}; statuses {statuses}", flush=True)
+    print(
+        f"component: {scorer.num_workers} workers, pool start-up {startup:.2f}s (once per scorer), "
+        f"scored in {t_comp:.2f}s; mean reward {res.rewards.mean():.3f}; statuses {statuses}",
+        flush=True,
+    )
 
     # ---- plain serial on a subset of whole problems (after warming this process's math-verify/antlr up
     # on other problems, as a long-running serial scorer would be)
@@ -362,7 +427,11 @@ def main(argv=None):
     verdicts, plain_to, t_plain = plain_serial([responses[i] for i in idx], [golds[i] for i in idx])
     plain_cpu = time.process_time() - cpu0
     plain_tput = len(idx) / t_plain
-    mism = [i for k, i in enumerate(idx) if not plain_to[k] and res.status[i] != "timeout" and verdicts[k] != bool(res.rewards[i])]
+    mism = [
+        i
+        for k, i in enumerate(idx)
+        if not plain_to[k] and res.status[i] != "timeout" and verdicts[k] != bool(res.rewards[i])
+    ]
     n_plain_to = sum(plain_to)
     comp_to_subset = sum(1 for i in idx if res.status[i] == "timeout")
     extrap = n_items / plain_tput
@@ -382,19 +451,29 @@ def main(argv=None):
     print(_row(("plain serial, extrapolated to full batch", "", f"{extrap:,.0f}"), w))
     print("-" * 78)
     print(f"speed-up (throughput ratio):              {comp_tput / plain_tput:,.1f}x")
-    print(f"CPU per item: dars.rewards {comp_cpu / n_items * 1e3:.2f} ms (workers + caller), "
-          f"plain {plain_cpu / len(idx) * 1e3:.2f} ms  -> {plain_cpu / len(idx) / (comp_cpu / n_items):.1f}x less CPU")
-    print(f"math-verify work in the batch: {comp_stats.get('verify_calls', '?')} verify calls and "
-          f"{comp_stats.get('convert_calls', '?')} latex/expr conversions for {n_items:,} items "
-          f"({comp_stats.get('verdict_hits', '?')} verdict memo hits)")
-    print(f"machine: {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} before the component run, "
-          f"{os.getloadavg()[0]:.2f} at the end (other work on the machine slows the 2-worker pool)")
-    print(f"verdict mismatches on the plain subset:   {len(mism)} of {len(idx):,} "
-          f"(excluded: {n_plain_to} plain-internal timeouts, {comp_to_subset} component timeouts)")
+    print(
+        f"CPU per item: dars.rewards {comp_cpu / n_items * 1e3:.2f} ms (workers + caller), "
+        f"plain {plain_cpu / len(idx) * 1e3:.2f} ms  -> {plain_cpu / len(idx) / (comp_cpu / n_items):.1f}x less CPU"
+    )
+    print(
+        f"math-verify work in the batch: {comp_stats.get('verify_calls', '?')} verify calls and "
+        f"{comp_stats.get('convert_calls', '?')} latex/expr conversions for {n_items:,} items "
+        f"({comp_stats.get('verdict_hits', '?')} verdict memo hits)"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} before the component run, "
+        f"{os.getloadavg()[0]:.2f} at the end (other work on the machine slows the 2-worker pool)"
+    )
+    print(
+        f"verdict mismatches on the plain subset:   {len(mism)} of {len(idx):,} "
+        f"(excluded: {n_plain_to} plain-internal timeouts, {comp_to_subset} component timeouts)"
+    )
     print(f"pool start-up (once per scorer):          {startup:.2f}s")
     print(f"warm call, {len(small)} items:                   {t_small * 1e3:,.0f} ms")
-    print("NOTE: the plain baseline was measured on a random subset of whole problems "
-          f"({len(chosen)} problems) and extrapolated.")
+    print(
+        "NOTE: the plain baseline was measured on a random subset of whole problems "
+        f"({len(chosen)} problems) and extrapolated."
+    )
     print("=" * 78, flush=True)
     for i in mism[:10]:
         print("MISMATCH", repr(responses[i][-150:]), "gold", golds[i], "component", res.rewards[i], res.status[i])
@@ -424,8 +503,10 @@ def main(argv=None):
             print(_row((name, f"{dt:.2f}", one.status[0], f"{one.rewards[0]:.0f}", plain_col), w2))
             if whole.status[k] != one.status[0] or whole.rewards[k] != one.rewards[0]:
                 print(f"   (in the whole-set call: {whole.status[k]} {whole.rewards[k]:.0f})")
-        print(f"worst case per item (alone): {worst:.2f}s; whole set in one call: {t_whole:.2f}s "
-              f"(bound ~ budget x items / workers = {args.timeout * len(items) / scorer.num_workers:.0f}s)")
+        print(
+            f"worst case per item (alone): {worst:.2f}s; whole set in one call: {t_whole:.2f}s "
+            f"(bound ~ budget x items / workers = {args.timeout * len(items) / scorer.num_workers:.0f}s)"
+        )
         print(f"pool events: {scorer.stats()}")
         r2 = scorer.score(["\\boxed{\\frac12}", "\\boxed{3}"], ["0.5", "2"])
         print(f"after the pathological set the pool still scores correctly: {r2.rewards.tolist()} {r2.status}")

@@ -52,7 +52,7 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    import dars.config  # noqa: F401  (run-name resolver)
+    import dars.config  # run-name resolver
     from dars.backends.embedded import EmbeddedTrainer
 
     overrides = ["experiment=dars_hw_breadth", "train.progress_bar=false", *args.overrides]
@@ -75,10 +75,14 @@ def main() -> None:
         trainer.state.batch_index = batch_index
         trainer.state.step = 0
 
-    print(f"{cfg.experiment_name} on the {cfg.preset_name} preset: {cfg.train.batch_size} prompts x n={cfg.rollout.n}, "
-          f"schedule {schedule}, n_max {cfg.algorithm.n_max}, torch threads {torch.get_num_threads()}")
-    print(f"{'batch':>5} {'rollouts':>8} {'stage2':>6} | {'DARS step s':>11} {'gen1+gen2 s':>11} | "
-          f"{'single step s':>13} {'gen s':>6} | {'ratio step':>10} {'ratio gen':>9}")
+    print(
+        f"{cfg.experiment_name} on the {cfg.preset_name} preset: {cfg.train.batch_size} prompts x n={cfg.rollout.n}, "
+        f"schedule {schedule}, n_max {cfg.algorithm.n_max}, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"{'batch':>5} {'rollouts':>8} {'stage2':>6} | {'DARS step s':>11} {'gen1+gen2 s':>11} | "
+        f"{'single step s':>13} {'gen s':>6} | {'ratio step':>10} {'ratio gen':>9}"
+    )
     ratios, gen_ratios, t_dars_all, t_single_all = [], [], 0.0, 0.0
     for b in range(args.steps + 1):
         restore(b)
@@ -108,8 +112,10 @@ def main() -> None:
         gen_d = rec["time/gen1"] + rec["time/gen2"]
         gen_s = rec1["time/gen1"]
         tag = " (warm-up)" if b == 0 else ""
-        print(f"{b:>5} {sum(counts):>8} {rec['rollouts/stage2']:>6} | {t_dars:>11.2f} {gen_d:>11.2f} | "
-              f"{t_single:>13.2f} {gen_s:>6.2f} | {t_dars / t_single:>10.3f} {gen_d / gen_s:>9.3f}{tag}")
+        print(
+            f"{b:>5} {sum(counts):>8} {rec['rollouts/stage2']:>6} | {t_dars:>11.2f} {gen_d:>11.2f} | "
+            f"{t_single:>13.2f} {gen_s:>6.2f} | {t_dars / t_single:>10.3f} {gen_d / gen_s:>9.3f}{tag}"
+        )
         if b == 0:
             continue
         ratios.append(t_dars / t_single)
@@ -118,9 +124,11 @@ def main() -> None:
         t_single_all += t_single
     trainer.cleanup()
     if ratios:
-        print(f"\nstage-2 overhead, DARS step / single-stage step with the same rollouts: "
-              f"total {t_dars_all / t_single_all:.3f}, median {statistics.median(ratios):.3f} "
-              f"(generation only: median {statistics.median(gen_ratios):.3f}); target <= 1.10")
+        print(
+            f"\nstage-2 overhead, DARS step / single-stage step with the same rollouts: "
+            f"total {t_dars_all / t_single_all:.3f}, median {statistics.median(ratios):.3f} "
+            f"(generation only: median {statistics.median(gen_ratios):.3f}); target <= 1.10"
+        )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int = 2) -> Pat
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        atomic_write_text(tmp / "done.json", json.dumps({"step": step, "bytes": (tmp / "state.pt").stat().st_size}) + "\n")
+        atomic_write_text(
+            tmp / "done.json", json.dumps({"step": step, "bytes": (tmp / "state.pt").stat().st_size}) + "\n"
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # e.g. a full disk: leave no half checkpoint behind
         raise
@@ -80,7 +82,9 @@ def _problem(path: Path) -> str | None:
     if not state.exists():
         return "no state.pt"
     if seal.get("step") != _step_of(path) or seal.get("bytes") != state.stat().st_size:
-        return f"state.pt has {state.stat().st_size} bytes, its seal says {seal.get('bytes')} (truncated or overwritten)"
+        return (
+            f"state.pt has {state.stat().st_size} bytes, its seal says {seal.get('bytes')} (truncated or overwritten)"
+        )
     return None
 
 

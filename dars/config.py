@@ -23,11 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from dars.algorithm import LOSS_AGG_MODES
-from dars.config_schema import (  # SCHEMA, Field: dars.config names too
-    _KIND_TEXT,
-    SCHEMA,
-    Field,
-)
+from dars.config_schema import _KIND_TEXT, SCHEMA, Field  # SCHEMA, Field: dars.config names too
 from dars.schedules import SCHEDULES
 
 
@@ -116,12 +112,21 @@ def check_schema(cfg: DictConfig) -> None:
         _need(_kind_ok(v, f.kind), f"{key}={_show(v)}{where} must be {_KIND_TEXT[f.kind]}, e.g. {target}={f.eg}")
         if f.item is not None:
             bad = [x for x in v if not _kind_ok(x, f.item)]
-            _need(not bad, f"{key}={v}{where} must be a list of {f.item.__name__}, not {_show(bad[0]) if bad else ''}"
-                           f", e.g. {target}={f.eg}")
+            _need(
+                not bad,
+                f"{key}={v}{where} must be a list of {f.item.__name__}, not {_show(bad[0]) if bad else ''}"
+                f", e.g. {target}={f.eg}",
+            )
         if f.kind in (int, float) and f.lo is not None:
-            ok = math.isfinite(v) and (f.lo is None or (v > f.lo if f.gt else v >= f.lo)) and (f.hi is None or v <= f.hi)
-            _need(ok, f"{key}={_show(v)}{where} must be {_range_text(f)}"
-                      + (f" (or null = {f.null})" if f.null else "") + f", e.g. {target}={f.eg}")
+            ok = (
+                math.isfinite(v) and (f.lo is None or (v > f.lo if f.gt else v >= f.lo)) and (f.hi is None or v <= f.hi)
+            )
+            _need(
+                ok,
+                f"{key}={_show(v)}{where} must be {_range_text(f)}"
+                + (f" (or null = {f.null})" if f.null else "")
+                + f", e.g. {target}={f.eg}",
+            )
 
 
 # ------------------------------------------------------------------------------------ + overrides
@@ -152,13 +157,20 @@ def check_overrides(task_overrides: list[str], cfg: DictConfig | None = None) ->
             unknown.append(f"+{key}" + (f" (did you mean {close[0]}?)" if close else ""))
         elif cfg is not None and key in SCHEMA and not _applies(SCHEMA[key].when, cfg):
             unknown.append(f"+{key} (read only with {_WHEN_TEXT[SCHEMA[key].when]})")
-    _need(not unknown, f"unknown key(s) added with '+': {', '.join(unknown)}. Nothing reads them: check the spelling "
-                       f"and drop the '+' to change an existing field (python -m dars.run --cfg job lists every "
-                       f"field); raw verl settings go in 'backend.extra_overrides=[\"key=value\"]'")
+    _need(
+        not unknown,
+        f"unknown key(s) added with '+': {', '.join(unknown)}. Nothing reads them: check the spelling "
+        f"and drop the '+' to change an existing field (python -m dars.run --cfg job lists every "
+        f"field); raw verl settings go in 'backend.extra_overrides=[\"key=value\"]'",
+    )
 
 
-_WHEN_TEXT = {"synthetic": "data=synthetic", "parquet": "data=parquet", "verl": "backend=verl",
-              "tiny": "the tiny model, model.path=null"}
+_WHEN_TEXT = {
+    "synthetic": "data=synthetic",
+    "parquet": "data=parquet",
+    "verl": "backend=verl",
+    "tiny": "the tiny model, model.path=null",
+}
 
 
 # ------------------------------------------------------------------------------------ validate
@@ -166,8 +178,9 @@ def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first impossible setting found."""
     try:
         # (the hydra node is skipped: it is only present when composed with return_hydra_config)
-        OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
-                               resolve=True, throw_on_missing=True)
+        OmegaConf.to_container(
+            OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True, throw_on_missing=True
+        )
     except MissingMandatoryValue as e:
         key = getattr(e, "full_key", None) or str(e)
         hint = " Pass model.path=/path/to/a/local/checkpoint." if "model.path" in str(key) else ""
@@ -179,42 +192,63 @@ def validate(cfg: DictConfig) -> None:
     a, r, t, e = cfg.algorithm, cfg.rollout, cfg.train, cfg.eval
     from dars.backends import BACKENDS
 
-    _need(cfg.backend.name in BACKENDS,
-          f"backend={cfg.backend.name} is not available; choose one of {sorted(BACKENDS)}")
-    _need(a.schedule in SCHEDULES,
-          f"algorithm.schedule={a.schedule!r} is unknown; choose one of {sorted(SCHEDULES)} "
-          f"(schedule=NAME selects it with its n_max)")
-    _need(a.n_max >= r.n,
-          f"algorithm.n_max={a.n_max} is smaller than rollout.n={r.n}: n_max caps the *total* rollouts per "
-          f"prompt, so it must be >= n. Set algorithm.n_max>={r.n} (the paper: 32 for ET, 64 for HW with n=8).")
+    _need(
+        cfg.backend.name in BACKENDS, f"backend={cfg.backend.name} is not available; choose one of {sorted(BACKENDS)}"
+    )
+    _need(
+        a.schedule in SCHEDULES,
+        f"algorithm.schedule={a.schedule!r} is unknown; choose one of {sorted(SCHEDULES)} "
+        f"(schedule=NAME selects it with its n_max)",
+    )
+    _need(
+        a.n_max >= r.n,
+        f"algorithm.n_max={a.n_max} is smaller than rollout.n={r.n}: n_max caps the *total* rollouts per "
+        f"prompt, so it must be >= n. Set algorithm.n_max>={r.n} (the paper: 32 for ET, 64 for HW with n=8).",
+    )
     if a.schedule in ("et_table", "hw_table"):
         _need(r.n == 8, f"schedule={a.schedule} is a lookup table for n=8 only (got rollout.n={r.n}); use et/hw")
-    _need(a.loss_agg_mode in LOSS_AGG_MODES,
-          f"algorithm.loss_agg_mode={a.loss_agg_mode!r} is unknown; choose one of {list(LOSS_AGG_MODES)}")
+    _need(
+        a.loss_agg_mode in LOSS_AGG_MODES,
+        f"algorithm.loss_agg_mode={a.loss_agg_mode!r} is unknown; choose one of {list(LOSS_AGG_MODES)}",
+    )
 
-    _need(t.update_mode in ("mini_batch", "full_batch"),
-          f"train.update_mode={t.update_mode!r} is unknown; use update=mini_batch or update=full_batch")
+    _need(
+        t.update_mode in ("mini_batch", "full_batch"),
+        f"train.update_mode={t.update_mode!r} is unknown; use update=mini_batch or update=full_batch",
+    )
     if t.update_mode == "mini_batch":
-        _need(t.batch_size % t.ppo_mini_batch_size == 0,
-              f"train.batch_size={t.batch_size} is not divisible by train.ppo_mini_batch_size="
-              f"{t.ppo_mini_batch_size}; pick a mini-batch size that divides the batch (in prompts)")
-    _need(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas),
-          f"train.betas={list(t.betas)} must be two numbers in [0, 1), e.g. train.betas=[0.9,0.999]")
+        _need(
+            t.batch_size % t.ppo_mini_batch_size == 0,
+            f"train.batch_size={t.batch_size} is not divisible by train.ppo_mini_batch_size="
+            f"{t.ppo_mini_batch_size}; pick a mini-batch size that divides the batch (in prompts)",
+        )
+    _need(
+        len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas),
+        f"train.betas={list(t.betas)} must be two numbers in [0, 1), e.g. train.betas=[0.9,0.999]",
+    )
     longest = r.max_prompt_length + r.max_response_length
-    _need(t.max_tokens_per_micro_batch >= longest,
-          f"train.max_tokens_per_micro_batch={t.max_tokens_per_micro_batch} cannot hold one sequence of "
-          f"max_prompt_length + max_response_length = {longest} tokens; raise it")
+    _need(
+        t.max_tokens_per_micro_batch >= longest,
+        f"train.max_tokens_per_micro_batch={t.max_tokens_per_micro_batch} cannot hold one sequence of "
+        f"max_prompt_length + max_response_length = {longest} tokens; raise it",
+    )
 
     if e.get("max_k") is not None:
-        _need(e.max_k <= e.n_val,
-              f"eval.max_k={e.max_k} needs at least that many samples per problem, but eval.n_val={e.n_val}; "
-              f"raise eval.n_val or lower eval.max_k")
+        _need(
+            e.max_k <= e.n_val,
+            f"eval.max_k={e.max_k} needs at least that many samples per problem, but eval.n_val={e.n_val}; "
+            f"raise eval.n_val or lower eval.max_k",
+        )
     if cfg.backend.name == "verl":
-        _need(cfg.backend.rollout_engine in ("vllm", "sglang"),
-              f"backend.rollout_engine={cfg.backend.rollout_engine!r} is unknown; use vllm or sglang")
+        _need(
+            cfg.backend.rollout_engine in ("vllm", "sglang"),
+            f"backend.rollout_engine={cfg.backend.rollout_engine!r} is unknown; use vllm or sglang",
+        )
     mode = cfg.logger.wandb.mode
-    _need(mode in (None, "online", "offline", "disabled"),
-          f"logger.wandb.mode={mode!r} is unknown; use online, offline, disabled or null")
+    _need(
+        mode in (None, "online", "offline", "disabled"),
+        f"logger.wandb.mode={mode!r} is unknown; use online, offline, disabled or null",
+    )
 
     _check_model(cfg)
     d = cfg.data
@@ -223,13 +257,18 @@ def validate(cfg: DictConfig) -> None:
     elif d.name == "parquet":
         _check_parquet(cfg)
     else:
-        _need(False, f"data.name={d.name!r} is unknown; choose data=synthetic or data=parquet "
-                     f"(or a preset of it such as data=openr1)")
+        _need(
+            False,
+            f"data.name={d.name!r} is unknown; choose data=synthetic or data=parquet "
+            f"(or a preset of it such as data=openr1)",
+        )
 
     from dars.rewards import REWARD_VERSIONS
 
-    _need(cfg.reward.version in REWARD_VERSIONS,
-          f"reward.version={cfg.reward.version!r} is unknown; choose one of {list(REWARD_VERSIONS)}")
+    _need(
+        cfg.reward.version in REWARD_VERSIONS,
+        f"reward.version={cfg.reward.version!r} is unknown; choose one of {list(REWARD_VERSIONS)}",
+    )
 
 
 # a checkpoint folder needs these to load (AutoConfig / AutoModel / AutoTokenizer); one name each
@@ -263,31 +302,48 @@ def _check_model(cfg: DictConfig) -> None:
     m = cfg.model
     if m.path:
         p = Path(str(m.path)).expanduser()
-        _need(p.is_dir(), f"model.path={m.path} is not a local directory; point it at a Hugging Face checkpoint on "
-                          f"disk (config.json, weights, tokenizer files). Nothing is downloaded at run time.")
+        _need(
+            p.is_dir(),
+            f"model.path={m.path} is not a local directory; point it at a Hugging Face checkpoint on "
+            f"disk (config.json, weights, tokenizer files). Nothing is downloaded at run time.",
+        )
         gaps = _checkpoint_gaps(p)
-        _need(not gaps, f"model.path={m.path} is not a complete Hugging Face checkpoint: no {'; no '.join(gaps)}. "
-                        f"Point it at the folder holding all of them (as written by save_pretrained or "
-                        f"huggingface-cli download MODEL --local-dir DIR)")
-    _need(m.dtype in ("auto", "float32", "bfloat16", "float16"),
-          f"model.dtype={m.dtype!r} is unknown; use auto, float32, bfloat16 or float16")
+        _need(
+            not gaps,
+            f"model.path={m.path} is not a complete Hugging Face checkpoint: no {'; no '.join(gaps)}. "
+            f"Point it at the folder holding all of them (as written by save_pretrained or "
+            f"huggingface-cli download MODEL --local-dir DIR)",
+        )
+    _need(
+        m.dtype in ("auto", "float32", "bfloat16", "float16"),
+        f"model.dtype={m.dtype!r} is unknown; use auto, float32, bfloat16 or float16",
+    )
     dev = str(m.device)
-    _need(dev in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", dev) is not None,
-          f"model.device={dev!r} is unknown; use auto (cuda when available), cpu, cuda, cuda:N or mps")
+    _need(
+        dev in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", dev) is not None,
+        f"model.device={dev!r} is unknown; use auto (cuda when available), cpu, cuda, cuda:N or mps",
+    )
     if cfg.backend.name == "embedded" and dev not in ("auto", "cpu"):
         import torch  # only here: the check costs a torch import
 
         if dev == "mps":
-            _need(torch.backends.mps.is_available(),
-                  "model.device=mps but this machine has no usable MPS (Apple GPU) device; "
-                  "use model.device=auto or cpu")
+            _need(
+                torch.backends.mps.is_available(),
+                "model.device=mps but this machine has no usable MPS (Apple GPU) device; use model.device=auto or cpu",
+            )
         else:
             have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            _need(have > 0, f"model.device={dev} but torch sees no CUDA GPU on this machine "
-                            f"(torch.cuda.is_available() is False); use model.device=auto or cpu")
+            _need(
+                have > 0,
+                f"model.device={dev} but torch sees no CUDA GPU on this machine "
+                f"(torch.cuda.is_available() is False); use model.device=auto or cpu",
+            )
             idx = int(dev.split(":")[1]) if ":" in dev else 0
-            _need(idx < have, f"model.device={dev} but this machine has {have} CUDA GPU(s) (cuda:0..cuda:{have - 1}); "
-                              f"use model.device=cuda or auto")
+            _need(
+                idx < have,
+                f"model.device={dev} but this machine has {have} CUDA GPU(s) (cuda:0..cuda:{have - 1}); "
+                f"use model.device=cuda or auto",
+            )
 
 
 def _check_synthetic(cfg: DictConfig) -> None:
@@ -297,11 +353,16 @@ def _check_synthetic(cfg: DictConfig) -> None:
     bad = [lv for lv in d.levels if lv not in LEVELS]
     _need(not bad, f"data.levels has unknown level(s) {bad}; known: {list(LEVELS)}")
     _need(len(d.levels) > 0, f"data.levels is empty; name at least one of {list(LEVELS)}")
-    _need(d.val_pool < 1, f"data.val_pool={d.val_pool} must be in (0, 1) (the share of each level's questions "
-                          f"kept for validation), e.g. data.val_pool=0.2")
-    _need("{question}" in d.prompt_template,
-          f"data.prompt_template={d.prompt_template!r} has no {{question}} placeholder, e.g. "
-          f"data.prompt_template='{{question}}='")
+    _need(
+        d.val_pool < 1,
+        f"data.val_pool={d.val_pool} must be in (0, 1) (the share of each level's questions "
+        f"kept for validation), e.g. data.val_pool=0.2",
+    )
+    _need(
+        "{question}" in d.prompt_template,
+        f"data.prompt_template={d.prompt_template!r} has no {{question}} placeholder, e.g. "
+        f"data.prompt_template='{{question}}='",
+    )
     try:  # cheap (a few thousand draws), and a level too small for its split fails here, not mid-run
         synthetic_splits_from_config(d)
     except (ValueError, KeyError, IndexError) as err:
@@ -311,13 +372,17 @@ def _check_synthetic(cfg: DictConfig) -> None:
         mix = dict(ws.get("mix") or {})
         unknown = [lv for lv in mix if lv not in LEVELS]
         _need(not unknown, f"model.warm_start.mix has unknown level(s) {unknown}; known: {list(LEVELS)}")
-        _need(all(_kind_ok(w, float) and w >= 0 for w in mix.values())
-              and sum(float(mix.get(lv, 1.0)) for lv in d.levels) > 0,
-              f"model.warm_start.mix={mix} needs weights >= 0 and at least one level of data.levels above 0")
+        _need(
+            all(_kind_ok(w, float) and w >= 0 for w in mix.values())
+            and sum(float(mix.get(lv, 1.0)) for lv in d.levels) > 0,
+            f"model.warm_start.mix={mix} needs weights >= 0 and at least one level of data.levels above 0",
+        )
     n_train = d.train_per_level * len(d.levels)
-    _need(t.batch_size <= n_train,
-          f"train.batch_size={t.batch_size} exceeds the train split ({n_train} prompts = "
-          f"{d.train_per_level} x {len(d.levels)} levels); raise data.train_per_level")
+    _need(
+        t.batch_size <= n_train,
+        f"train.batch_size={t.batch_size} exceeds the train split ({n_train} prompts = "
+        f"{d.train_per_level} x {len(d.levels)} levels); raise data.train_per_level",
+    )
 
 
 def _check_parquet(cfg: DictConfig) -> None:
@@ -325,15 +390,19 @@ def _check_parquet(cfg: DictConfig) -> None:
 
     d, t, r, m = cfg.data, cfg.train, cfg.rollout, cfg.model
     if m.path:
-        _need(not d.use_template or has_chat_template(Path(str(m.path)).expanduser()),
-              f"data.use_template=true but the tokenizer in model.path={m.path} has no chat template (none in "
-              f"tokenizer_config.json, no chat_template.jinja). Fix: data.use_template=false (contents "
-              f"concatenated, as the Llama runs) or a checkpoint whose tokenizer has one")
+        _need(
+            not d.use_template or has_chat_template(Path(str(m.path)).expanduser()),
+            f"data.use_template=true but the tokenizer in model.path={m.path} has no chat template (none in "
+            f"tokenizer_config.json, no chat_template.jinja). Fix: data.use_template=false (contents "
+            f"concatenated, as the Llama runs) or a checkpoint whose tokenizer has one",
+        )
     for key in ("train_file", "val_file"):
         f = Path(str(d[key])).expanduser()
-        _need(f.is_file(),
-              f"data.{key}={d[key]} does not exist. Point it at a verl parquet file (set $DARS_DATA_DIR for "
-              f"the presets), or make one with: python -m dars.prepare_data INPUT {f.name}")
+        _need(
+            f.is_file(),
+            f"data.{key}={d[key]} does not exist. Point it at a verl parquet file (set $DARS_DATA_DIR for "
+            f"the presets), or make one with: python -m dars.prepare_data INPUT {f.name}",
+        )
     # Without model.path the policy is the tiny model: character tokenizer, no chat template. Its
     # warm start trains on the synthetic levels, so with parquet data it must start from random
     # weights, and without a template. Its tokenizer is cheap, so prompt lengths are checked now too.
@@ -364,11 +433,16 @@ def _check_parquet(cfg: DictConfig) -> None:
             fix.append(f"rollout.max_prompt_length={need}")
             if need + r.max_response_length > t.max_tokens_per_micro_batch:
                 fix.append(f"train.max_tokens_per_micro_batch={need + r.max_response_length}")
-        _need(not fix, f"data=parquet with the tiny model (no model.path) needs: {' '.join(fix)} (the tiny model "
-                       f"has a character tokenizer without chat template, and its warm start is trained on the "
-                       f"synthetic levels). Add all of these, or pass model.path=/path/to/checkpoint (a local "
-                       f"Hugging Face model)")
+        _need(
+            not fix,
+            f"data=parquet with the tiny model (no model.path) needs: {' '.join(fix)} (the tiny model "
+            f"has a character tokenizer without chat template, and its warm start is trained on the "
+            f"synthetic levels). Add all of these, or pass model.path=/path/to/checkpoint (a local "
+            f"Hugging Face model)",
+        )
     n_train = counts["train_file"][0]
-    _need(t.batch_size <= n_train,
-          f"train.batch_size={t.batch_size} exceeds the train split ({n_train} usable rows in {d.train_file}); "
-          f"lower train.batch_size or use a larger file")
+    _need(
+        t.batch_size <= n_train,
+        f"train.batch_size={t.batch_size} exceeds the train split ({n_train} usable rows in {d.train_file}); "
+        f"lower train.batch_size or use a larger file",
+    )

@@ -9,15 +9,15 @@ from typing import NamedTuple
 class Field(NamedTuple):
     """One config field: its type, its range, and when it must be present."""
 
-    kind: type                  # int | float | bool | str | list | dict (float also takes ints)
-    lo: float | None = None     # lower bound (inclusive unless gt)
-    hi: float | None = None     # upper bound (inclusive)
-    gt: bool = False            # lo itself excluded
-    null: str | None = None     # null allowed; what it means (said in the range message)
-    when: str | None = None     # required only with: synthetic | parquet | verl | tiny (None: always)
-    need: bool = True           # must be present where it applies (False: read with a default)
-    eg: str = ""                # a good value, for the fix in the message
-    item: type | None = None    # list element type
+    kind: type  # int | float | bool | str | list | dict (float also takes ints)
+    lo: float | None = None  # lower bound (inclusive unless gt)
+    hi: float | None = None  # upper bound (inclusive)
+    gt: bool = False  # lo itself excluded
+    null: str | None = None  # null allowed; what it means (said in the range message)
+    when: str | None = None  # required only with: synthetic | parquet | verl | tiny (None: always)
+    need: bool = True  # must be present where it applies (False: read with a default)
+    eg: str = ""  # a good value, for the fix in the message
+    item: type | None = None  # list element type
 
 
 def _i(lo=None, hi=None, **kw) -> Field:
@@ -36,9 +36,23 @@ def _s(**kw) -> Field:
     return Field(str, **kw)
 
 
-_SCALE_INTS = ("n", "depth_naive_n", "batch_size", "breadth_batch_size", "mini_batch_size", "steps", "breadth_steps",
-               "train_per_level", "val_per_level", "n_gpus_per_node", "n_val", "max_prompt_length",
-               "max_response_length", "max_tokens_per_micro_batch", "rollout_micro_batch_size")
+_SCALE_INTS = (
+    "n",
+    "depth_naive_n",
+    "batch_size",
+    "breadth_batch_size",
+    "mini_batch_size",
+    "steps",
+    "breadth_steps",
+    "train_per_level",
+    "val_per_level",
+    "n_gpus_per_node",
+    "n_val",
+    "max_prompt_length",
+    "max_response_length",
+    "max_tokens_per_micro_batch",
+    "rollout_micro_batch_size",
+)
 _SCALE_FREQS = ("test_freq", "breadth_test_freq", "save_freq", "breadth_save_freq")
 
 # Every field the code reads (dars/backends/*, dars/model.py, dars/data.py, ...). Dotted key -> Field.
@@ -66,9 +80,9 @@ SCHEMA: dict[str, Field] = {
     "train.total_steps": _i(1, eg="40"),
     "train.total_epochs": _i(1, eg="1000"),
     "train.max_tokens_per_micro_batch": _i(1, eg="4096"),
-    "train.test_freq": _i(0, eg="20"),       # 0 = only after the last step
+    "train.test_freq": _i(0, eg="20"),  # 0 = only after the last step
     "train.val_before_train": _b(),
-    "train.save_freq": _i(0, eg="20"),       # 0 = only at the end
+    "train.save_freq": _i(0, eg="20"),  # 0 = only at the end
     "train.keep_checkpoints": _i(1, eg="1"),
     "train.progress_bar": _b(),
     "train.update_mode": _s(eg="mini_batch"),
@@ -89,7 +103,7 @@ SCHEMA: dict[str, Field] = {
     "rollout.n": _i(1, eg="8"),
     "rollout.temperature": _f(0, gt=True, eg="1.0"),
     "rollout.top_p": _f(0, 1, gt=True, eg="1.0"),
-    "rollout.top_k": _i(-1, eg="-1"),        # -1 (or 0) = off
+    "rollout.top_k": _i(-1, eg="-1"),  # -1 (or 0) = off
     "rollout.max_prompt_length": _i(1, eg="1024"),
     "rollout.max_response_length": _i(1, eg="3072"),
     "rollout.micro_batch_size": _i(1, eg="512"),
@@ -107,8 +121,17 @@ SCHEMA: dict[str, Field] = {
     "model.path": _s(null="the tiny model", eg="/path/to/checkpoint"),
     "model.device": _s(eg="auto"),
     "model.dtype": _s(eg="auto"),
-    **{f"model.build.{k}": _i(1, when="tiny", eg="128") for k in
-       ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings")},
+    **{
+        f"model.build.{k}": _i(1, when="tiny", eg="128")
+        for k in (
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "num_kv_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+        )
+    },
     "model.build.tie_word_embeddings": _b(when="tiny"),
     "model.warm_start.steps": _i(0, when="tiny", eg="0"),
     "model.warm_start.batch_size": _i(1, when="tiny", eg="128"),
@@ -149,5 +172,11 @@ SCHEMA: dict[str, Field] = {
     "logger.wandb.mode": _s(null="online with a key, offline without", eg="offline"),
 }
 
-_KIND_TEXT = {int: "an integer (int)", float: "a number (float)", bool: "true or false (bool)",
-              str: "a string (str)", list: "a list", dict: "a mapping"}
+_KIND_TEXT = {
+    int: "an integer (int)",
+    float: "a number (float)",
+    bool: "true or false (bool)",
+    str: "a string (str)",
+    list: "a list",
+    dict: "a mapping",
+}

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -129,14 +129,20 @@ def synthetic_splits(
     val: list[Problem] = []
     train_by_level: list[list[Problem]] = []
     for level in levels:
-        pairs = _distinct(level, val_per_level, random.Random(f"{seed}-{level}-val"), True, val_pool,
-                          "val_per_level")
-        val += [Problem(f"{level}-val-{i}", level, prompt_template.format(question=q), str(a))
-                for i, (q, a) in enumerate(pairs)]
-        pairs = _distinct(level, train_per_level, random.Random(f"{seed}-{level}-train"), False, val_pool,
-                          "train_per_level")
-        train_by_level.append([Problem(f"{level}-train-{i}", level, prompt_template.format(question=q), str(a))
-                               for i, (q, a) in enumerate(pairs)])
+        pairs = _distinct(level, val_per_level, random.Random(f"{seed}-{level}-val"), True, val_pool, "val_per_level")
+        val += [
+            Problem(f"{level}-val-{i}", level, prompt_template.format(question=q), str(a))
+            for i, (q, a) in enumerate(pairs)
+        ]
+        pairs = _distinct(
+            level, train_per_level, random.Random(f"{seed}-{level}-train"), False, val_pool, "train_per_level"
+        )
+        train_by_level.append(
+            [
+                Problem(f"{level}-train-{i}", level, prompt_template.format(question=q), str(a))
+                for i, (q, a) in enumerate(pairs)
+            ]
+        )
     train = [p for group in zip(*train_by_level) for p in group]
     return train, val
 
@@ -236,7 +242,8 @@ class PromptStream:
             raise ConfigError(
                 f"train.batch_size={batch_size} is larger than the train split ({len(problems)} prompts left after "
                 f"the length filter); lower train.batch_size, raise rollout.max_prompt_length or set "
-                f"data.filter_overlong_prompts=false")
+                f"data.filter_overlong_prompts=false"
+            )
         self.problems = problems
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -258,8 +265,7 @@ class PromptStream:
 
 def synthetic_splits_from_config(d) -> tuple[list[Problem], list[Problem]]:
     """:func:`synthetic_splits` for a ``data=synthetic`` config node."""
-    return synthetic_splits(list(d.levels), d.train_per_level, d.val_per_level, d.seed, d.prompt_template,
-                            d.val_pool)
+    return synthetic_splits(list(d.levels), d.train_per_level, d.val_per_level, d.seed, d.prompt_template, d.val_pool)
 
 
 def load_splits(data_cfg, tokenizer, max_prompt_length: int) -> tuple[list[Problem], list[Problem]]:
@@ -271,9 +277,15 @@ def load_splits(data_cfg, tokenizer, max_prompt_length: int) -> tuple[list[Probl
     if data_cfg.name == "parquet":
         from dars.verl_data import load_verl_problems
 
-        common = dict(tokenizer=tokenizer, use_template=bool(data_cfg.use_template),
-                      max_prompt_length=max_prompt_length, filter_overlong=bool(data_cfg.filter_overlong_prompts),
-                      allow_invalid_rows=bool(data_cfg.allow_invalid_rows))
-        return (load_verl_problems(data_cfg.train_file, split="train", **common),
-                load_verl_problems(data_cfg.val_file, split="val", **common))
+        common = dict(
+            tokenizer=tokenizer,
+            use_template=bool(data_cfg.use_template),
+            max_prompt_length=max_prompt_length,
+            filter_overlong=bool(data_cfg.filter_overlong_prompts),
+            allow_invalid_rows=bool(data_cfg.allow_invalid_rows),
+        )
+        return (
+            load_verl_problems(data_cfg.train_file, split="train", **common),
+            load_verl_problems(data_cfg.val_file, split="val", **common),
+        )
     raise ValueError(f"data.name={data_cfg.name!r} is unknown; use data=synthetic or data=parquet")

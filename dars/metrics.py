@@ -67,7 +67,7 @@ def pass_at_k_curve_ks(n: int) -> list[int]:
     return ks
 
 
-def entropy_from_logits(logits: "torch.Tensor") -> "torch.Tensor":
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of softmax(logits) over the last axis, computed stably as
     logsumexp(z) - sum softmax(z) * z."""
     import torch

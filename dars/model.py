@@ -126,8 +126,9 @@ def base_model_key(cfg: DictConfig) -> str:
     warm.pop("use_shipped", None)  # where the weights come from, not what they are
     # the corpus sees only the levels it trains on, and a weight of 1 is the default: a mix that
     # lists them (or not) is the same corpus, hence the same model and key
-    warm["mix"] = {lv: float(w) for lv, w in sorted((warm.get("mix") or {}).items())
-                   if lv in cfg.data.levels and float(w) != 1.0}
+    warm["mix"] = {
+        lv: float(w) for lv, w in sorted((warm.get("mix") or {}).items()) if lv in cfg.data.levels and float(w) != 1.0
+    }
     spec = {
         "recipe": BASE_MODEL_RECIPE_VERSION,
         "build": OmegaConf.to_container(cfg.model.build, resolve=True),
@@ -161,8 +162,12 @@ def ship_base_model(cfg: DictConfig, cache_dir: str | Path, dest: Path = SHIPPED
     src = ensure_base_model(cfg, cache_dir)
     info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
     cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), platform.processor())
-    meta = {"key": base_model_key(cfg), "warm_start": OmegaConf.to_container(cfg.model.warm_start, resolve=True),
-            "levels": list(cfg.data.levels), "built_with": {"torch": torch.__version__, "cpu": cpu}}
+    meta = {
+        "key": base_model_key(cfg),
+        "warm_start": OmegaConf.to_container(cfg.model.warm_start, resolve=True),
+        "levels": list(cfg.data.levels),
+        "built_with": {"torch": torch.__version__, "cpu": cpu},
+    }
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".shipping-", dir=dest.parent))
     try:
@@ -215,8 +220,15 @@ def warm_start(cfg: DictConfig):
     device = resolve_device(m.device)
     model.to(device)
     mix = OmegaConf.to_container(ws.mix, resolve=True) if ws.get("mix") else None
-    examples = sft_examples(list(cfg.data.levels), ws.steps * ws.batch_size, ws.seed, cfg.data.prompt_template,
-                            mix=mix, worked_share=ws.worked_share, val_pool=cfg.data.val_pool)
+    examples = sft_examples(
+        list(cfg.data.levels),
+        ws.steps * ws.batch_size,
+        ws.seed,
+        cfg.data.prompt_template,
+        mix=mix,
+        worked_share=ws.worked_share,
+        val_pool=cfg.data.val_pool,
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=ws.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=ws.lr, total_steps=ws.steps, pct_start=0.1)
     model.train()

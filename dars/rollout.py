@@ -38,7 +38,7 @@ class Rollouts:
     def lengths(self) -> list[int]:
         return [len(r) for r in self.response_ids]
 
-    def extend(self, other: "Rollouts", index_offset: int = 0) -> None:
+    def extend(self, other: Rollouts, index_offset: int = 0) -> None:
         self.prompt_index += [i + index_offset for i in other.prompt_index]
         self.prompt_ids += other.prompt_ids
         self.response_ids += other.response_ids
@@ -89,14 +89,25 @@ class HFGenerateEngine:
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for _, p in chunk], device=self.device)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for _, p in chunk], device=self.device)
         greedy = params.temperature == 0
-        kwargs = dict(do_sample=False) if greedy else dict(
-            do_sample=True, temperature=params.temperature, top_p=params.top_p,
-            top_k=params.top_k if params.top_k > 0 else 0,
+        kwargs = (
+            dict(do_sample=False)
+            if greedy
+            else dict(
+                do_sample=True,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k if params.top_k > 0 else 0,
+            )
         )
         with self.autocast_ctx():
             gen = self.model.generate(
-                input_ids=input_ids, attention_mask=attention, max_new_tokens=params.max_new_tokens,
-                pad_token_id=pad, eos_token_id=eos, return_dict_in_generate=True, output_scores=True,
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=params.max_new_tokens,
+                pad_token_id=pad,
+                eos_token_id=eos,
+                return_dict_in_generate=True,
+                output_scores=True,
                 **kwargs,
             )
         new = gen.sequences[:, width:]

@@ -33,12 +33,18 @@ def format_summary(summary: dict, n_val: int) -> str:
     benches = [b for b in benches if b not in ("all", "macro")]
     rows = [("benchmark", f"Avg@{n_val}", "Pass@1", f"Pass@{n_val}")]
     for b in benches + ["all", "macro"]:
-        get = lambda key: summary.get(f"val/{b}/{key}")  # noqa: E731
+        get = lambda key, b=b: summary.get(f"val/{b}/{key}")
         if get(f"avg@{n_val}") is None:
             continue
         label = {"all": "overall (micro)", "macro": "overall (macro)"}.get(b, b)
-        rows.append((label, f"{100 * get(f'avg@{n_val}'):.1f}", f"{100 * get('pass@1'):.1f}",
-                     f"{100 * get(f'pass@{n_val}'):.1f}"))
+        rows.append(
+            (
+                label,
+                f"{100 * get(f'avg@{n_val}'):.1f}",
+                f"{100 * get('pass@1'):.1f}",
+                f"{100 * get(f'pass@{n_val}'):.1f}",
+            )
+        )
     return _text_table(rows)
 
 
@@ -49,8 +55,11 @@ def format_before_after(rows: list[dict], n_val: int) -> str:
     for r in rows:
         cells = ["overall (micro)" if r["benchmark"] == "all" else r["benchmark"]]
         for m in ("avg", "pass"):
-            cells += [f"{100 * r[f'{m}/base']:.1f}", f"{100 * r[f'{m}/final']:.1f}",
-                      f"{100 * r[f'{m}/delta']:+.1f} [{100 * r[f'{m}/lo']:+.1f}, {100 * r[f'{m}/hi']:+.1f}]"]
+            cells += [
+                f"{100 * r[f'{m}/base']:.1f}",
+                f"{100 * r[f'{m}/final']:.1f}",
+                f"{100 * r[f'{m}/delta']:+.1f} [{100 * r[f'{m}/lo']:+.1f}, {100 * r[f'{m}/hi']:+.1f}]",
+            ]
         out.append(tuple(cells))
     return _text_table(out)
 
@@ -59,10 +68,13 @@ def verdict_line(rows: list[dict], n_val: int) -> str:
     """One sentence a newcomer can read: did training move overall Avg@K beyond the noise?"""
     r = next(r for r in rows if r["benchmark"] == "all")
     d, lo, hi = 100 * r["avg/delta"], 100 * r["avg/lo"], 100 * r["avg/hi"]
-    what = ("better than its base" if lo > 0 else "worse than its base" if hi < 0
-            else "not distinguishable from its base")
-    return (f"overall Avg@{n_val}: {100 * r['avg/base']:.1f} -> {100 * r['avg/final']:.1f} "
-            f"({d:+.1f} points, 95% CI [{lo:+.1f}, {hi:+.1f}] over problems): {what}")
+    what = (
+        "better than its base" if lo > 0 else "worse than its base" if hi < 0 else "not distinguishable from its base"
+    )
+    return (
+        f"overall Avg@{n_val}: {100 * r['avg/base']:.1f} -> {100 * r['avg/final']:.1f} "
+        f"({d:+.1f} points, 95% CI [{lo:+.1f}, {hi:+.1f}] over problems): {what}"
+    )
 
 
 def _text_table(rows: list[tuple]) -> str:
@@ -145,8 +157,10 @@ def main(cfg: DictConfig) -> float | None:
     finally:
         lock.release()
     if summary:
-        print(f"\n{cfg.run_name}: step {summary['step']} against the base model (step 0), {cfg.eval.n_val} samples "
-              f"per problem, T={cfg.eval.temperature}\n{table}\n")
+        print(
+            f"\n{cfg.run_name}: step {summary['step']} against the base model (step 0), {cfg.eval.n_val} samples "
+            f"per problem, T={cfg.eval.temperature}\n{table}\n"
+        )
         return summary.get("val/all/pass@1")
     return None
 

@@ -47,8 +47,12 @@ def _slurm_job() -> str | None:
 
 def owner_record() -> dict:
     """Who this process is: written into the lock file and into ``status.json``."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job": _slurm_job(),
-            "started": dt.datetime.now().isoformat(timespec="seconds")}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "slurm_job": _slurm_job(),
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def _try_lock(f, shared: bool) -> bool:
@@ -102,8 +106,10 @@ class RunLock:
                 deadline, waited_own = time.monotonic() + self.wait_for_own_job_s, True
             if time.monotonic() > deadline:  # (the first second absorbs a reader's brief probe)
                 f.close()
-                raise RunBusy(f"run directory {self.run_dir} is in use by {describe(holder)}. Wait for that "
-                              f"run to finish (or stop it), then run the same command again to resume.")
+                raise RunBusy(
+                    f"run directory {self.run_dir} is in use by {describe(holder)}. Wait for that "
+                    f"run to finish (or stop it), then run the same command again to resume."
+                )
             time.sleep(0.05)
         f.seek(0)
         f.truncate()
@@ -126,7 +132,7 @@ class RunLock:
         self._file.close()  # closing drops the lock
         self._file = None
 
-    def __enter__(self) -> RunLock:  # noqa: PYI034 (RunLock has no subclasses)
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

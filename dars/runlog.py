@@ -9,8 +9,9 @@ import logging
 import math
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ class RunLog:
             raise RunDirError(
                 f"{self.metrics_path} holds {have}, but the run's state is at step {step}, which needs "
                 f"steps 1..{step} exactly: records were deleted or edited, and they cannot be rebuilt without "
-                f"training again. Move {self.dir} away (or delete it) and run the same command to train it afresh.")
+                f"training again. Move {self.dir} away (or delete it) and run the same command to train it afresh."
+            )
 
     def completed_summary(self, total_steps: int) -> dict | None:
         """The final validation of a run that already reached ``total_steps`` (None when it has not),
@@ -114,7 +116,8 @@ class RunLog:
             raise RunDirError(
                 f"{self.status_path} says completed at step {step}, but its final validation (a step-{step} line "
                 f"in {self.summary_path} and {self.eval_dir / f'step_{step}.jsonl'}) is missing. Move {self.dir} "
-                f"away (or delete it) and run the same command to train it afresh.")
+                f"away (or delete it) and run the same command to train it afresh."
+            )
         return summaries[-1]
 
     def eval_summaries(self) -> list[dict]:
@@ -173,6 +176,12 @@ class RunLog:
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
         return wandb.init(
-            project=wcfg.project, entity=wcfg.entity, name=run_name, id=run_id, resume="allow",
-            dir=str(self.dir), mode=mode, config=config,
+            project=wcfg.project,
+            entity=wcfg.entity,
+            name=run_name,
+            id=run_id,
+            resume="allow",
+            dir=str(self.dir),
+            mode=mode,
+            config=config,
         )

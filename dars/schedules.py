@@ -118,9 +118,7 @@ register("et_table")(_table((32, 18, 11, 9, 8)))
 register("hw_table")(_table((48, 24, 12, 9, 8)))
 
 
-def extra_rollouts_batch(
-    acc: np.ndarray, n: int, n_max: int, kind: str, use_std: bool = False
-) -> np.ndarray:
+def extra_rollouts_batch(acc: np.ndarray, n: int, n_max: int, kind: str, use_std: bool = False) -> np.ndarray:
     """Vectorised :func:`extra_rollouts` over a batch of per-prompt accuracies."""
     if kind not in SCHEDULES:
         raise ValueError(f"unknown schedule {kind!r}; known: {', '.join(sorted(SCHEDULES))}")
@@ -158,15 +156,13 @@ def target_mass(kind: str, n: int, p, use_std: bool = False) -> np.ndarray:
     """The target mass ``T(p)`` of schedule ``kind`` for ``p < 0.5`` (NaN at ``p >= 0.5``, where
     no schedule adds rollouts); ValueError if ``kind`` is not defined by a target."""
     if kind not in TARGETS:
-        raise ValueError(f"schedule {kind!r} has no target mass; those with one: "
-                         f"{', '.join(TARGETS)}")
+        raise ValueError(f"schedule {kind!r} has no target mass; those with one: {', '.join(TARGETS)}")
     p = np.asarray(p, dtype=np.float64)
     t = TARGETS[kind](p, float(advantage_mass(n, 0.5, use_std)))
     return np.where(p < 0.5, t, np.nan)
 
 
-def delivered_mass(kind: str, n: int, n_max: int, use_std: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def delivered_mass(kind: str, n: int, n_max: int, use_std: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """What the integer schedule delivers at the observable accuracies ``p_hat = c/n`` with
     ``c < n/2``: ``(n + extra) * S(p)``, with ``p = 1/(2n)`` at ``c = 0`` as the schedule takes
     it. Returns (p, mass)."""
@@ -178,8 +174,7 @@ def delivered_mass(kind: str, n: int, n_max: int, use_std: bool = False
     return p, (n + extra) * _advantage_mass(p, use_std)
 
 
-def expected_total_rollouts(kind: str, q, n: int, n_max: int, use_std: bool = False
-                            ) -> np.ndarray:
+def expected_total_rollouts(kind: str, q, n: int, n_max: int, use_std: bool = False) -> np.ndarray:
     """E[n + extra(C/n)] with the stage-1 count C ~ Binomial(n, q): the expected total rollouts
     per prompt of true solve rate ``q`` (vectorised over ``q``)."""
     q = np.atleast_1d(np.asarray(q, dtype=np.float64))

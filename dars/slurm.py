@@ -37,19 +37,19 @@ _TS = re.compile(r"submitit \w+ \((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\) - (.*)"
 class JobInfo:
     """One run of the sweep (one array task)."""
 
-    num: int | None = None              # Hydra's job number (position in the sweep)
-    job_id: str = ""                    # Slurm job id, <array>_<task> (or the local pid for submitit_local)
+    num: int | None = None  # Hydra's job number (position in the sweep)
+    job_id: str = ""  # Slurm job id, <array>_<task> (or the local pid for submitit_local)
     overrides: list[str] = field(default_factory=list)
     run_name: str = ""
     run_dir: str = ""
     state: str = "pending"
-    slurm_state: str = ""               # from sacct, when available
-    attempts: int = 0                   # job starts seen (more than 1 = requeued / resumed)
+    slurm_state: str = ""  # from sacct, when available
+    attempts: int = 0  # job starts seen (more than 1 = requeued / resumed)
     start: str = ""
     runtime_s: float | None = None
     step: int | None = None
     total_steps: int | None = None
-    metrics: dict = field(default_factory=dict)   # headline: val/all/avg@K, val/all/pass@1, val/all/pass@K
+    metrics: dict = field(default_factory=dict)  # headline: val/all/avg@K, val/all/pass@1, val/all/pass@K
     error: str = ""
     log_out: str = ""
     log_err: str = ""
@@ -143,8 +143,12 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict]:
         return {}
     arrays = sorted({j.split("_")[0] for j in job_ids})
     try:
-        proc = subprocess.run(["sacct", "-X", "-D", "-P", "-n", "-o", "JobID,State,ElapsedRaw,Start",
-                               "-j", ",".join(arrays)], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            ["sacct", "-X", "-D", "-P", "-n", "-o", "JobID,State,ElapsedRaw,Start", "-j", ",".join(arrays)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     if proc.returncode != 0:
@@ -158,7 +162,7 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict]:
         rec = out.setdefault(jid, {"records": 0, "elapsed_s": 0.0, "states": []})
         rec["records"] += 1
         rec["states"].append(state.split()[0])
-        rec["state"] = state.split()[0]       # -D lists attempts oldest first
+        rec["state"] = state.split()[0]  # -D lists attempts oldest first
         rec["elapsed_s"] += float(elapsed or 0)
         rec.setdefault("start", start)
     return out
@@ -187,7 +191,7 @@ def collect(sweep_dir: str | Path, use_sacct: bool = True) -> list[JobInfo]:
     """One JobInfo per run of the sweep, newest submission of each run."""
     sweep = Path(sweep_dir)
     sub_root = sweep / ".submitit"
-    jobs: dict[str, JobInfo] = {}   # by job id
+    jobs: dict[str, JobInfo] = {}  # by job id
     if sub_root.is_dir():
         for d in sorted(sub_root.iterdir(), key=lambda p: _job_key(p.name)):
             pkl = d / f"{d.name}_submitted.pkl"
@@ -219,13 +223,16 @@ def collect(sweep_dir: str | Path, use_sacct: bool = True) -> list[JobInfo]:
     # of the same overrides (the sweep was launched again; the run dir now names the newer job)
     result = []
     for ji in sorted(jobs.values(), key=lambda j: _job_key(j.job_id)):
-        if not ji.run_dir and any(o.overrides == ji.overrides and _job_key(o.job_id) > _job_key(ji.job_id)
-                                  for o in jobs.values()):
+        if not ji.run_dir and any(
+            o.overrides == ji.overrides and _job_key(o.job_id) > _job_key(ji.job_id) for o in jobs.values()
+        ):
             continue
         result.append(ji)
 
     # sacct only for Slurm sweeps (submitit_local's job ids are process ids); Slurm folders hold the sbatch script
-    on_slurm = sub_root.is_dir() and (any(sub_root.glob(".submission_file_*")) or any(sub_root.glob("*/*_submission.sh")))
+    on_slurm = sub_root.is_dir() and (
+        any(sub_root.glob(".submission_file_*")) or any(sub_root.glob("*/*_submission.sh"))
+    )
     acct = {}
     if use_sacct and on_slurm:
         acct = sacct_states([j.job_id for j in result if re.fullmatch(r"\d+(_\d+)?", j.job_id)])
@@ -289,7 +296,7 @@ def _fill(ji: JobInfo, acct: dict | None, now: float, local: bool = False) -> No
     slurm = acct.get("state", "") if acct else ""
     ji.slurm_state = slurm
     if res_state and slurm and _from_slurm_state(slurm) in ("pending", "running", "requeued"):
-        res_state, res_err = None, ""   # a result from before a requeue: the job is going again
+        res_state, res_err = None, ""  # a result from before a requeue: the job is going again
     if res_state:
         ji.state = res_state
         if res_err and not ji.error:
@@ -332,20 +339,33 @@ def _fmt_time(s: float | None) -> str:
 
 
 def format_table(jobs: list[JobInfo], sweep_dir: str | Path) -> str:
-    ks = sorted({k for j in jobs for k in j.metrics if k.startswith("val/")},
-                key=lambda k: ("avg@" not in k, "pass@1" not in k, k))
+    ks = sorted(
+        {k for j in jobs for k in j.metrics if k.startswith("val/")},
+        key=lambda k: ("avg@" not in k, "pass@1" not in k, k),
+    )
     head = ["#", "run", "state", "job", "tries", "runtime", "step"] + [k.replace("val/all/", "") for k in ks]
     rows = []
     for j in jobs:
         step = "-" if j.step is None else f"{j.step}/{j.total_steps}" if j.total_steps else str(j.step)
         name = j.run_name or " ".join(o for o in j.overrides if not o.startswith(("hydra.",)))[:60] or "?"
         state = j.state + ("*" if j.attempts > 1 else "")
-        rows.append([str(j.num if j.num is not None else "-"), name, state, j.job_id or "-", str(j.attempts),
-                     _fmt_time(j.runtime_s), step]
-                    + [f"{100 * j.metrics[k]:.1f}" if k in j.metrics else "-" for k in ks])
+        rows.append(
+            [
+                str(j.num if j.num is not None else "-"),
+                name,
+                state,
+                j.job_id or "-",
+                str(j.attempts),
+                _fmt_time(j.runtime_s),
+                step,
+            ]
+            + [f"{100 * j.metrics[k]:.1f}" if k in j.metrics else "-" for k in ks]
+        )
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    lines = [f"sweep {sweep_dir}: " + ", ".join(f"{sum(j.state == s for j in jobs)} {s}" for s in STATES
-                                                 if any(j.state == s for j in jobs))]
+    lines = [
+        f"sweep {sweep_dir}: "
+        + ", ".join(f"{sum(j.state == s for j in jobs)} {s}" for s in STATES if any(j.state == s for j in jobs))
+    ]
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     lines.append("-" * len(lines[-1]))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
@@ -357,8 +377,10 @@ def format_table(jobs: list[JobInfo], sweep_dir: str | Path) -> str:
     if logs:
         lines.append(f"logs: {Path(logs[0].log_out).parent.parent}/<job>/<job>_0_log.{{out,err}}")
     if any(j.state == "interrupted" for j in jobs):
-        lines.append("interrupted: its process ended without recording an end (SIGKILL, full disk, lost node); "
-                     "the same command resumes it")
+        lines.append(
+            "interrupted: its process ended without recording an end (SIGKILL, full disk, lost node); "
+            "the same command resumes it"
+        )
     for j in jobs:
         if j.state in ("failed", "cancelled", "timeout"):
             lines.append("")

@@ -137,8 +137,7 @@ def _betacf(a: float, b: float, x: float) -> float:
     h = d
     for m in range(1, 500):
         m2 = 2 * m
-        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)),
-                   -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
             d = 1.0 + aa * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + aa / c
@@ -155,8 +154,7 @@ def _betainc(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                     + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
     if x < (a + 1.0) / (a + b + 2.0):
         return front * _betacf(a, b, x) / a
     return 1.0 - front * _betacf(b, a, 1.0 - x) / b
@@ -296,9 +294,18 @@ def _interval(est, reps, seed_terms, n_problems, level, method, problem_level, p
     return float(est - half), float(est + half), se, float(df)
 
 
-def _engine(arms: list[_Arm], strata: np.ndarray, n_strata: int, paired: bool, n_boot: int,
-            level: float, seed: int, method: str, problem_level: bool,
-            seed_var=None) -> tuple[Delta, list[Delta]]:
+def _engine(
+    arms: list[_Arm],
+    strata: np.ndarray,
+    n_strata: int,
+    paired: bool,
+    n_boot: int,
+    level: float,
+    seed: int,
+    method: str,
+    problem_level: bool,
+    seed_var=None,
+) -> tuple[Delta, list[Delta]]:
     """Δ overall and per stratum from one set of bootstrap draws. ``seed_var``: pooled
     (σ²_ε, df) per stratum and then overall (a list of n_strata + 1, or of 1 with one stratum;
     None entries keep the comparison's own seed variance)."""
@@ -322,8 +329,7 @@ def _engine(arms: list[_Arm], strata: np.ndarray, n_strata: int, paired: bool, n
                 ok &= arm.m[:, cols].any(axis=0)
             cols = cols[ok]
             full_cols.append(cols)
-            U = (_draw_counts(rng, n_boot, cols.size) if (problem_level and cols.size)
-                 else np.ones((n_boot, cols.size)))
+            U = _draw_counts(rng, n_boot, cols.size) if (problem_level and cols.size) else np.ones((n_boot, cols.size))
             reps_num = []
             for i, arm in enumerate(arms):
                 num = (W[i] * (U @ arm.x[:, cols].T)).sum(1)
@@ -353,12 +359,12 @@ def _engine(arms: list[_Arm], strata: np.ndarray, n_strata: int, paired: bool, n
             pooled = (pooled[0] * scale, pooled[1])
         else:
             pooled = None
-        lo, hi, se, df = _interval(est, reps, seed_terms, cols.size, level, method, problem_level,
-                                   pooled)
+        lo, hi, se, df = _interval(est, reps, seed_terms, cols.size, level, method, problem_level, pooled)
         S_v = seed_terms[0][1]
         S_r = seed_terms[-1][1]
-        out.append(Delta(float(est), lo, hi, S_v, int(cols.size) if problem_level else 0, paired,
-                         S_r, se, df, method, level))
+        out.append(
+            Delta(float(est), lo, hi, S_v, int(cols.size) if problem_level else 0, paired, S_r, se, df, method, level)
+        )
     return (out[0], out) if n_strata == 1 else (out[-1], out[:-1])
 
 
@@ -373,8 +379,16 @@ def _strata(strata, P: int) -> tuple[np.ndarray, int]:
 
 
 def stratified_deltas(
-    variant, reference, strata=None, *, paired: bool, n_boot: int = 2000, level: float = 0.95,
-    seed: int = 0, method: str = "t", seed_var=None,
+    variant,
+    reference,
+    strata=None,
+    *,
+    paired: bool,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    method: str = "t",
+    seed_var=None,
 ) -> tuple[Delta, list[Delta]]:
     """Δ overall and within each stratum (e.g. benchmark), from one set of bootstrap draws.
 
@@ -395,32 +409,43 @@ def stratified_deltas(
         arms = [_Arm(v - r, 1.0)]  # NaN where either is missing
     else:
         arms = [_Arm(v, 1.0), _Arm(r, -1.0)]
-    return _engine(arms, codes, G, paired, n_boot, level, seed, method, problem_level=True,
-                   seed_var=seed_var)
+    return _engine(arms, codes, G, paired, n_boot, level, seed, method, problem_level=True, seed_var=seed_var)
 
 
-def paired_delta(variant, reference, *, strata=None, n_boot: int = 2000, level: float = 0.95,
-                 seed: int = 0, method: str = "t") -> Delta:
+def paired_delta(
+    variant, reference, *, strata=None, n_boot: int = 2000, level: float = 0.95, seed: int = 0, method: str = "t"
+) -> Delta:
     """Δ of two groups on the same problems with paired seeds (row s of both = seed s).
 
     Both arrays are [S, P]. Each bootstrap replicate draws seeds, then problems (within
     ``strata`` when given), the same draws for both groups. With S = 1 this is a paired
     problem bootstrap (a run's final checkpoint against its own step 0)."""
-    return stratified_deltas(variant, reference, strata, paired=True, n_boot=n_boot,
-                             level=level, seed=seed, method=method)[0]
+    return stratified_deltas(
+        variant, reference, strata, paired=True, n_boot=n_boot, level=level, seed=seed, method=method
+    )[0]
 
 
-def unpaired_delta(variant, reference, *, strata=None, n_boot: int = 2000, level: float = 0.95,
-                   seed: int = 0, method: str = "t") -> Delta:
+def unpaired_delta(
+    variant, reference, *, strata=None, n_boot: int = 2000, level: float = 0.95, seed: int = 0, method: str = "t"
+) -> Delta:
     """Δ of two groups on the same problems whose seeds do not match: [Sv, P] and [Sr, P].
     Each group's seeds are resampled independently, problems jointly."""
-    return stratified_deltas(variant, reference, strata, paired=False, n_boot=n_boot,
-                             level=level, seed=seed, method=method)[0]
+    return stratified_deltas(
+        variant, reference, strata, paired=False, n_boot=n_boot, level=level, seed=seed, method=method
+    )[0]
 
 
-def scalar_delta(variant: Sequence[float], reference: Sequence[float], *, paired: bool,
-                 n_boot: int = 2000, level: float = 0.95, seed: int = 0,
-                 method: str = "t", seed_var: tuple[float, float] | None = None) -> Delta:
+def scalar_delta(
+    variant: Sequence[float],
+    reference: Sequence[float],
+    *,
+    paired: bool,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    method: str = "t",
+    seed_var: tuple[float, float] | None = None,
+) -> Delta:
     """Δ of a per-run quantity (one value per seed: [Sv] and [Sr]; equal lengths and the same
     seed order when ``paired``). The bootstrap resamples seeds only; the ``t`` interval is the
     paired t / Welch interval and needs >= 2 seeds per group (else lo = hi = NaN)."""
@@ -433,8 +458,18 @@ def scalar_delta(variant: Sequence[float], reference: Sequence[float], *, paired
         arms = [_Arm(v - r, 1.0)]
     else:
         arms = [_Arm(v, 1.0), _Arm(r, -1.0)]
-    return _engine(arms, np.zeros(1, dtype=np.int64), 1, paired, n_boot, level, seed, method,
-                   problem_level=False, seed_var=[seed_var] if seed_var is not None else None)[0]
+    return _engine(
+        arms,
+        np.zeros(1, dtype=np.int64),
+        1,
+        paired,
+        n_boot,
+        level,
+        seed,
+        method,
+        problem_level=False,
+        seed_var=[seed_var] if seed_var is not None else None,
+    )[0]
 
 
 # --------------------------------------------------------------------------------------------

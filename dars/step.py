@@ -48,8 +48,13 @@ class TwoStageRollout:
         return len(self.acc1)
 
 
-def two_stage_rollout(sample: Callable[[int, np.ndarray], Any], score: Callable[[Any], tuple[np.ndarray, np.ndarray]],
-                      num_prompts: int, n: int, a) -> TwoStageRollout:
+def two_stage_rollout(
+    sample: Callable[[int, np.ndarray], Any],
+    score: Callable[[Any], tuple[np.ndarray, np.ndarray]],
+    num_prompts: int,
+    n: int,
+    a,
+) -> TwoStageRollout:
     """Run both stages for ``num_prompts`` prompts with the algorithm settings ``a`` (``schedule``,
     ``n_max``, ``use_std``, ``filter_groups``, ``upper_threshold``: cfg.algorithm or verl's ``dars``)."""
     t0 = time.perf_counter()
@@ -151,11 +156,15 @@ def rollout_fields(ro: TwoStageRollout, lengths: np.ndarray, max_response_length
         rollouts_per_prompt=len(ro.group) / ro.num_prompts,
         tokens_generated=int(lengths.sum()),
         acc_stage1=float(ro.acc1.mean()),
-        groups_solve_none=st.solve_none, groups_solve_all=st.solve_all, groups_solve_partial=st.solve_partial,
+        groups_solve_none=st.solve_none,
+        groups_solve_all=st.solve_all,
+        groups_solve_partial=st.solve_partial,
         groups_kept=int(st.keep.sum()),
         stage2_saved=st.stage2_saved,
         response_length_mean=float(lengths.mean()),
         # one definition for both backends: the response used its whole length budget
         response_length_clip_ratio=float((lengths >= max_response_length).mean()),
-        time_gen1=ro.time_gen1, time_gen2=ro.time_gen2, time_reward=ro.time_reward,
+        time_gen1=ro.time_gen1,
+        time_gen2=ro.time_gen2,
+        time_reward=ro.time_reward,
     )

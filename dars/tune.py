@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -32,6 +33,7 @@ log = logging.getLogger("dars.tune")
 
 
 # ----------------------------------------------------------------------------- search space
+
 
 def override_to_distribution(override: Any):
     """One parsed Hydra sweep override -> an Optuna distribution.
@@ -71,10 +73,10 @@ def override_to_distribution(override: Any):
     raise ValueError(f"{key}: sweep type {type(value).__name__} is not supported by the dars_optuna sweeper")
 
 
-def parse_search_space(overrides: Sequence[Any]) -> Tuple[Dict[str, Any], List[str]]:
+def parse_search_space(overrides: Sequence[Any]) -> tuple[dict[str, Any], list[str]]:
     """Parsed Hydra overrides -> ({key: distribution} for sweeps, ["key=value", ...] fixed overrides)."""
-    space: Dict[str, Any] = {}
-    fixed: List[str] = []
+    space: dict[str, Any] = {}
+    fixed: list[str] = []
     for ov in overrides:
         key = ov.get_key_element()
         if ov.is_sweep_override():
@@ -84,7 +86,7 @@ def parse_search_space(overrides: Sequence[Any]) -> Tuple[Dict[str, Any], List[s
     return space, fixed
 
 
-def parse_search_space_strings(lines: Sequence[str]) -> Tuple[Dict[str, Any], List[str]]:
+def parse_search_space_strings(lines: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     """``["algorithm.n_max=choice(32,64)", ...]`` -> parse_search_space (no config loader needed)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -104,15 +106,17 @@ def format_value(v: Any) -> str:
 
 # ----------------------------------------------------------------------------- objectives
 
-def read_summaries(run_dir: Path) -> List[dict]:
+
+def read_summaries(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "eval" / "summary.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def objective_values(run_dir: Path, metrics: Sequence[str], directions: Sequence[str],
-                     which: str = "final") -> Tuple[List[float], int]:
+def objective_values(
+    run_dir: Path, metrics: Sequence[str], directions: Sequence[str], which: str = "final"
+) -> tuple[list[float], int]:
     """The objective values of a finished run and the validation step they come from.
 
     which='final': the last validation line; 'best': the line best by the first metric."""
@@ -139,7 +143,8 @@ def objective_values(run_dir: Path, metrics: Sequence[str], directions: Sequence
 
 # ----------------------------------------------------------------------------- study helpers
 
-def fail_stale_trials(study) -> List[int]:
+
+def fail_stale_trials(study) -> list[int]:
     """Trials left RUNNING by a sweep that died: mark them FAIL (returns their numbers)."""
     from optuna.trial import TrialState
 
@@ -169,7 +174,7 @@ class GuardedTask:
     def __init__(self, fn):
         self.fn = fn
         self.__name__ = getattr(fn, "__name__", "task")
-        self.pruning: Optional[dict] = None
+        self.pruning: dict | None = None
 
     def __call__(self, cfg):
         try:
@@ -182,6 +187,7 @@ class GuardedTask:
             msg = f"run exited with status {e.code}"
             try:
                 from dars.config import validate
+
                 validate(cfg)
             except Exception as ce:  # noqa: BLE001 - the message is what we want
                 msg += f": {ce}"
@@ -190,6 +196,7 @@ class GuardedTask:
     def _call_pruned(self, cfg):
         import optuna
         from hydra.core.hydra_config import HydraConfig
+
         from dars.runlog import RunLog
 
         p = self.pruning
@@ -215,7 +222,7 @@ class GuardedTask:
             RunLog.log_eval = orig
 
 
-def _as_list(x: Any) -> List[Any]:
+def _as_list(x: Any) -> list[Any]:
     if isinstance(x, (ListConfig, list, tuple)):
         return list(x)
     return [x]
@@ -230,11 +237,21 @@ except ImportError:  # pragma: no cover
 
 
 class DarsOptunaSweeperImpl(_SweeperBase):
-    def __init__(self, params: Optional[Dict[str, str]] = None, objective: Any = "val/all/pass@1",
-                 direction: Any = "maximize", objective_from: str = "final", n_trials: int = 20,
-                 n_jobs: int = 1, storage: Optional[str] = None, study_name: Optional[str] = None,
-                 seed: Optional[int] = 0, n_startup_trials: int = 10, enqueue_trials: Any = None,
-                 pruner: Any = None) -> None:
+    def __init__(
+        self,
+        params: dict[str, str] | None = None,
+        objective: Any = "val/all/pass@1",
+        direction: Any = "maximize",
+        objective_from: str = "final",
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        storage: str | None = None,
+        study_name: str | None = None,
+        seed: int | None = 0,
+        n_startup_trials: int = 10,
+        enqueue_trials: Any = None,
+        pruner: Any = None,
+    ) -> None:
         super().__init__()
         self.params = dict(params or {})
         self.metrics = [str(m) for m in _as_list(objective)]
@@ -251,18 +268,20 @@ class DarsOptunaSweeperImpl(_SweeperBase):
         self.study_name = study_name
         self.seed = seed
         self.n_startup_trials = int(n_startup_trials)
-        self.enqueue_trials = [OmegaConf.to_container(p) if isinstance(p, DictConfig) else dict(p)
-                               for p in (enqueue_trials or [])]
+        self.enqueue_trials = [
+            OmegaConf.to_container(p) if isinstance(p, DictConfig) else dict(p) for p in (enqueue_trials or [])
+        ]
         # Hydra instantiates nested _target_ nodes itself; a plain dict with _target_ is instantiated here
         if isinstance(pruner, (DictConfig, dict)):
             from hydra.utils import instantiate
+
             pruner = instantiate(pruner)
         self.pruner = pruner
         if self.pruner is not None and len(self.metrics) > 1:
             raise ValueError("pruning needs a single objective (Optuna does not prune multi-objective studies)")
-        self.config: Optional[DictConfig] = None
+        self.config: DictConfig | None = None
         self.launcher = None
-        self.task: Optional[GuardedTask] = None
+        self.task: GuardedTask | None = None
         self.hydra_context = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
@@ -272,7 +291,8 @@ class DarsOptunaSweeperImpl(_SweeperBase):
         self.config = config
         self.task = GuardedTask(task_function)
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=self.task, config=config)
+            hydra_context=hydra_context, task_function=self.task, config=config
+        )
 
     # -- study
     def _open_study(self, sweep_dir: Path):
@@ -280,8 +300,9 @@ class DarsOptunaSweeperImpl(_SweeperBase):
 
         url = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
         name = self.study_name or sweep_dir.name
-        study = optuna.create_study(study_name=name, storage=url, directions=self.directions,
-                                    load_if_exists=True, pruner=self.pruner)
+        study = optuna.create_study(
+            study_name=name, storage=url, directions=self.directions, load_if_exists=True, pruner=self.pruner
+        )
         self._url = url
         stored = [d.name.lower() for d in study.directions]
         if stored != self.directions:
@@ -294,8 +315,7 @@ class DarsOptunaSweeperImpl(_SweeperBase):
         log.info("optuna study %r in %s (%d trials stored)", name, url, len(study.trials))
         return study
 
-    def sweep(self, arguments: List[str]) -> Any:
-        import optuna
+    def sweep(self, arguments: list[str]) -> Any:
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from optuna.trial import TrialState
 
@@ -338,9 +358,13 @@ class DarsOptunaSweeperImpl(_SweeperBase):
             if not batch:
                 continue
             if self.pruner is not None:
-                self.task.pruning = {"storage": self._url, "study": study.study_name, "metric": self.metrics[0],
-                                     "pruner": self.pruner,
-                                     "trials": {"\x00".join(o): t._trial_id for o, t in zip(batch, launched)}}
+                self.task.pruning = {
+                    "storage": self._url,
+                    "study": study.study_name,
+                    "metric": self.metrics[0],
+                    "pruner": self.pruner,
+                    "trials": {"\x00".join(o): t._trial_id for o, t in zip(batch, launched)},
+                }
             try:
                 results = self.launcher.launch(batch, initial_job_idx=launched[0].number)
             except BaseException as e:
@@ -407,23 +431,43 @@ def write_outputs(study, sweep_dir: Path, metrics: Sequence[str], directions: Se
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState if any(t.state == s for t in trials)}
 
     def entry(t) -> dict:
-        return {"trial": t.number, "values": dict(zip(metrics, [float(v) for v in t.values])),
-                "params": dict(t.params), "run_dir": t.user_attrs.get("run_dir")}
+        return {
+            "trial": t.number,
+            "values": dict(zip(metrics, [float(v) for v in t.values])),
+            "params": dict(t.params),
+            "run_dir": t.user_attrs.get("run_dir"),
+        }
 
     head = {"study": study.study_name, "objectives": dict(zip(metrics, directions)), "trials": counts}
     if complete:
         if len(metrics) == 1:
             best = study.best_trial
-            out = {**head, "best_trial": best.number, "best_value": float(best.value),
-                   "best_params": dict(best.params), "run_dir": best.user_attrs.get("run_dir")}
+            out = {
+                **head,
+                "best_trial": best.number,
+                "best_value": float(best.value),
+                "best_params": dict(best.params),
+                "run_dir": best.user_attrs.get("run_dir"),
+            }
             OmegaConf.save(OmegaConf.create(out), sweep_dir / "best_params.yaml")
         else:
             front = sorted(study.best_trials, key=lambda t: t.number)
             out = {**head, "pareto_front": [entry(t) for t in front]}
             OmegaConf.save(OmegaConf.create(out), sweep_dir / "pareto_front.yaml")
 
-    df = study.trials_dataframe(attrs=("number", "value", "values", "params", "state", "user_attrs",
-                                       "datetime_start", "datetime_complete", "duration"))
+    df = study.trials_dataframe(
+        attrs=(
+            "number",
+            "value",
+            "values",
+            "params",
+            "state",
+            "user_attrs",
+            "datetime_start",
+            "datetime_complete",
+            "duration",
+        )
+    )
     if len(metrics) == 1 and "value" in df.columns:
         df = df.rename(columns={"value": metrics[0]})
     elif len(metrics) == 1 and "values" in df.columns:
@@ -437,6 +481,7 @@ def write_outputs(study, sweep_dir: Path, metrics: Sequence[str], directions: Se
 
 def _plot_history(complete, metrics, directions, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -462,6 +507,7 @@ def _plot_history(complete, metrics, directions, path: Path) -> None:
 
 def _plot_pareto(complete, front, metrics, directions, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -70,18 +70,21 @@ def _read_table_rows(path) -> list[dict]:
     try:
         names = pq.read_schema(p).names
     except (pa.ArrowException, OSError) as e:
-        raise _data_error(p, f"not a readable parquet file ({type(e).__name__}: {e})",
-                          f"point at a verl parquet file; {PREP_HINT}") from None
+        raise _data_error(
+            p, f"not a readable parquet file ({type(e).__name__}: {e})", f"point at a verl parquet file; {PREP_HINT}"
+        ) from None
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
-        raise _data_error(p, f"missing column(s) {missing} (has {names})",
-                          f"a verl RL file needs columns {list(REQUIRED_COLUMNS)}; {PREP_HINT}",
-                          column=missing[0])
+        raise _data_error(
+            p,
+            f"missing column(s) {missing} (has {names})",
+            f"a verl RL file needs columns {list(REQUIRED_COLUMNS)}; {PREP_HINT}",
+            column=missing[0],
+        )
     try:
         return pq.read_table(p, columns=list(REQUIRED_COLUMNS)).to_pylist()
     except (pa.ArrowException, OSError) as e:
-        raise _data_error(p, f"could not be read ({type(e).__name__}: {e})",
-                          f"rewrite the file; {PREP_HINT}") from None
+        raise _data_error(p, f"could not be read ({type(e).__name__}: {e})", f"rewrite the file; {PREP_HINT}") from None
 
 
 def _index_of(row: dict) -> Any:
@@ -109,8 +112,11 @@ def check_row(row: dict) -> tuple[str, str, str] | None:
     """None for a valid row, else (column, what is wrong, fix)."""
     ds = row.get("data_source")
     if not isinstance(ds, str) or not ds:
-        return ("data_source", f"must be a non-empty string, got {type(ds).__name__} {ds!r}",
-                "store the benchmark name as a string (e.g. 'math')")
+        return (
+            "data_source",
+            f"must be a non-empty string, got {type(ds).__name__} {ds!r}",
+            "store the benchmark name as a string (e.g. 'math')",
+        )
     msgs = row.get("prompt")
     fix_prompt = "store prompt as a list of {'role': ..., 'content': str} messages"
     if not isinstance(msgs, list) or not msgs:
@@ -126,19 +132,27 @@ def check_row(row: dict) -> tuple[str, str, str] | None:
     if not any(m["content"] for m in msgs):
         return ("prompt", "every message has empty content", "drop the row or give it a question")
     if not isinstance(row.get("ability"), str):
-        return ("ability", f"must be a string, got {type(row.get('ability')).__name__}",
-                "store e.g. 'math'")
+        return ("ability", f"must be a string, got {type(row.get('ability')).__name__}", "store e.g. 'math'")
     rm = row.get("reward_model")
     if not isinstance(rm, dict):
-        return ("reward_model", f"must be a struct with ground_truth, got {type(rm).__name__}",
-                "store {'ground_truth': ANSWER, 'style': 'rule'}")
+        return (
+            "reward_model",
+            f"must be a struct with ground_truth, got {type(rm).__name__}",
+            "store {'ground_truth': ANSWER, 'style': 'rule'}",
+        )
     if ground_truth_text(rm.get("ground_truth")) is None:
-        return ("reward_model.ground_truth", f"must be a non-empty string, got {rm.get('ground_truth')!r}",
-                "give every row its gold answer, or drop the row")
+        return (
+            "reward_model.ground_truth",
+            f"must be a non-empty string, got {rm.get('ground_truth')!r}",
+            "give every row its gold answer, or drop the row",
+        )
     extra = row.get("extra_info")
     if extra is not None and not isinstance(extra, dict):
-        return ("extra_info", f"must be a struct (or null), got {type(extra).__name__}",
-                "store e.g. {'index': 0, 'split': 'train'}")
+        return (
+            "extra_info",
+            f"must be a struct (or null), got {type(extra).__name__}",
+            "store e.g. {'index': 0, 'split': 'train'}",
+        )
     return None
 
 
@@ -153,19 +167,27 @@ def _valid_rows(rows: list[dict], path, allow_invalid_rows: bool) -> list[tuple[
             continue
         column, what, fix = problem
         if not allow_invalid_rows:
-            raise _data_error(path, what, fix + " (or set data.allow_invalid_rows=true to skip invalid rows)",
-                              row=i, index=_index_of(row), column=column)
+            raise _data_error(
+                path,
+                what,
+                fix + " (or set data.allow_invalid_rows=true to skip invalid rows)",
+                row=i,
+                index=_index_of(row),
+                column=column,
+            )
         bad.append(i)
     if bad:
-        log.warning("%s: skipped %d invalid row(s) of %d (allow_invalid_rows); first: row %d",
-                    path, len(bad), len(rows), bad[0])
+        log.warning(
+            "%s: skipped %d invalid row(s) of %d (allow_invalid_rows); first: row %d", path, len(bad), len(rows), bad[0]
+        )
     if not out:
         raise _data_error(path, f"no valid rows (of {len(rows)})", f"check the file; {PREP_HINT}")
     return out
 
 
-def validate_verl_parquet(path, *, allow_invalid_rows: bool = False, tokenizer=None,
-                          use_template: bool = False) -> dict:
+def validate_verl_parquet(
+    path, *, allow_invalid_rows: bool = False, tokenizer=None, use_template: bool = False
+) -> dict:
     """Check every row (no tokenizer needed) and summarise: rows, valid/invalid, per data_source.
     With a ``tokenizer`` also ``prompt_tokens``: each valid prompt's length as the loader counts it
     (only worth it for a cheap tokenizer, such as the tiny model's)."""
@@ -194,9 +216,9 @@ def render_prompt(messages: list[dict], tokenizer, use_template: bool) -> str:
         raise DataError(
             f"data.use_template=true but the tokenizer ({getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__}) "
             f"has no chat template. Fix: set data.use_template=false (plain concatenation, as the Llama runs) "
-            f"or use a checkpoint whose tokenizer has one")
-    return tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
-                                         tokenize=False)
+            f"or use a checkpoint whose tokenizer has one"
+        )
+    return tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True, tokenize=False)
 
 
 def prompt_token_counts(tokenizer, texts: list[str]) -> list[int]:
@@ -233,7 +255,9 @@ def load_verl_problems(
     texts = [render_prompt(r["prompt"], tokenizer, use_template) for _, r in rows]
 
     indices = [_index_of(r) for _, r in rows]
-    if all(isinstance(x, (int, str)) and not isinstance(x, bool) for x in indices) and len(set(indices)) == len(indices):
+    if all(isinstance(x, (int, str)) and not isinstance(x, bool) for x in indices) and len(set(indices)) == len(
+        indices
+    ):
         ids = [str(x) for x in indices]
     else:
         ids = [f"row-{i}" for i, _ in rows]
@@ -249,15 +273,24 @@ def load_verl_problems(
         lengths = prompt_token_counts(tokenizer, texts)
         kept = [p for p, n in zip(problems, lengths) if n <= max_prompt_length]
         if len(kept) < len(problems):
-            log.info("%s: dropped %d of %d %s prompt(s) longer than max_prompt_length=%d tokens",
-                     path, len(problems) - len(kept), len(problems), split, max_prompt_length)
+            log.info(
+                "%s: dropped %d of %d %s prompt(s) longer than max_prompt_length=%d tokens",
+                path,
+                len(problems) - len(kept),
+                len(problems),
+                split,
+                max_prompt_length,
+            )
         if not kept:
-            raise _data_error(path, f"every prompt is longer than max_prompt_length={max_prompt_length} tokens",
-                              "raise rollout.max_prompt_length (scale.max_prompt_length) or set "
-                              "data.filter_overlong_prompts=false")
+            raise _data_error(
+                path,
+                f"every prompt is longer than max_prompt_length={max_prompt_length} tokens",
+                "raise rollout.max_prompt_length (scale.max_prompt_length) or set data.filter_overlong_prompts=false",
+            )
         problems = kept
-    log.info("%s split: %d prompts from %s %s", split, len(problems), path,
-             dict(Counter(p.data_source for p in problems)))
+    log.info(
+        "%s split: %d prompts from %s %s", split, len(problems), path, dict(Counter(p.data_source for p in problems))
+    )
     return problems
 
 
@@ -293,9 +326,13 @@ def write_verl_parquet(rows: list[dict], path) -> Path:
     if not rows:
         raise _data_error(path, "no rows to write", "give at least one problem")
     _valid_rows(rows, f"{path} (rows to write)", allow_invalid_rows=False)
-    rows = [{**r, "reward_model": {**r["reward_model"],
-                                   "ground_truth": ground_truth_text(r["reward_model"]["ground_truth"])}}
-            for r in rows]
+    rows = [
+        {
+            **r,
+            "reward_model": {**r["reward_model"], "ground_truth": ground_truth_text(r["reward_model"]["ground_truth"])},
+        }
+        for r in rows
+    ]
     table = pa.Table.from_pylist(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -38,10 +38,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--response", type=float, default=1000, help="mean response tokens per rollout (cap 3072)")
     p.add_argument("--prompt", type=float, default=250, help="mean prompt tokens")
-    p.add_argument("--gen", type=float, nargs=2, default=[40e3, 12e3], metavar=("SMALL", "LARGE"),
-                   help="generated tokens/s per 8-GPU node for 1.5B and for 7B/8B models (assumed)")
-    p.add_argument("--train", type=float, nargs=2, default=[60e3, 15e3], metavar=("SMALL", "LARGE"),
-                   help="trained tokens/s per node (forward+backward) for 1.5B and 7B/8B (assumed)")
+    p.add_argument(
+        "--gen",
+        type=float,
+        nargs=2,
+        default=[40e3, 12e3],
+        metavar=("SMALL", "LARGE"),
+        help="generated tokens/s per 8-GPU node for 1.5B and for 7B/8B models (assumed)",
+    )
+    p.add_argument(
+        "--train",
+        type=float,
+        nargs=2,
+        default=[60e3, 15e3],
+        metavar=("SMALL", "LARGE"),
+        help="trained tokens/s per node (forward+backward) for 1.5B and 7B/8B (assumed)",
+    )
     p.add_argument("--acc-mix", default="uniform", help="'uniform' p_hat over {0..n}/n, or one accuracy, e.g. 0.3")
     args = p.parse_args()
 
@@ -51,18 +63,24 @@ def main() -> None:
         gen, train = (args.gen[0], args.train[0]) if size == "small" else (args.gen[1], args.train[1])
         for exp in EXPERIMENTS:
             with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-                cfg = compose("config", overrides=[f"experiment={exp}", f"preset={preset}", "model.path=/m"],
-                              return_hydra_config=True)
+                cfg = compose(
+                    "config",
+                    overrides=[f"experiment={exp}", f"preset={preset}", "model.path=/m"],
+                    return_hydra_config=True,
+                )
                 HydraConfig.instance().set_config(cfg)
             t = cfg.train
             per_step = t.batch_size * mean_rollouts(cfg, args.acc_mix)
             train_rollouts = per_step * t.total_steps
             validations = t.total_steps // t.test_freq + (t.total_steps % t.test_freq != 0) + bool(t.val_before_train)
             val_rollouts = validations * VAL_PROBLEMS * cfg.eval.n_val
-            seconds = ((train_rollouts + val_rollouts) * args.response / gen
-                       + train_rollouts * (args.prompt + args.response) * (t.ppo_epochs + 1 / 3) / train)
-            print(f"| {preset} | {exp} | {per_step:,.0f} | {train_rollouts / 1e6:.2f}M | {val_rollouts / 1e6:.2f}M "
-                  f"| {seconds / 3600:,.0f} |")
+            seconds = (train_rollouts + val_rollouts) * args.response / gen + train_rollouts * (
+                args.prompt + args.response
+            ) * (t.ppo_epochs + 1 / 3) / train
+            print(
+                f"| {preset} | {exp} | {per_step:,.0f} | {train_rollouts / 1e6:.2f}M | {val_rollouts / 1e6:.2f}M "
+                f"| {seconds / 3600:,.0f} |"
+            )
 
 
 if __name__ == "__main__":

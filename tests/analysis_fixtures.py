@@ -52,8 +52,7 @@ HAND_EVAL_B = [  # a later checkpoint: better
 
 def summary_line(step: int, problems, n_val: int) -> dict:
     """eval/summary.jsonl record computed with math.comb (as the trainer would write it)."""
-    rec = {"step": step, "n_val": n_val, "temperature": 1.0, "top_p": 1.0,
-           "max_response_length": 16}
+    rec = {"step": step, "n_val": n_val, "temperature": 1.0, "top_p": 1.0, "max_response_length": 16}
     benches: dict[str, list] = {}
     for src, _id, scores, _p in problems:
         benches.setdefault(src, []).append(scores)
@@ -81,21 +80,39 @@ def metrics_records(steps: int, n: int, extra_per_step: int, prompts: int = 4, s
     for t in range(1, steps + 1):
         total_opt += 2
         s2 = extra_per_step * t
-        recs.append({
-            "step": t, "epoch": 0, "prompts": prompts,
-            "rollouts/stage1": prompts * n, "rollouts/stage2": s2,
-            "rollouts/per_prompt": (prompts * n + s2) / prompts,
-            "tokens/generated": 100 * (prompts * n + s2),
-            "acc/stage1": 0.1 * t + 0.01 * seed,
-            "groups/solve_none": 1, "groups/solve_all": 1, "groups/solve_partial": prompts - 2,
-            "groups/kept": prompts - 2, "stage2/saved": 0.5,
-            "entropy/token_mean": 1.0 / t + 0.001 * seed, "entropy/seq_mean": 1.2 / t,
-            "loss/pg": 0.0, "loss/clipfrac": 0.0, "grad_norm": 0.1,
-            "optim/steps": 2, "optim/skipped": 0, "optim/total": total_opt, "lr": 1e-6,
-            "response_length/mean": 100.0,
-            "time/gen1": 0.1, "time/gen2": 0.1, "time/reward": 0.0, "time/update": 0.1,
-            "time/step": 0.3, "samples/seen": prompts * t,
-        })
+        recs.append(
+            {
+                "step": t,
+                "epoch": 0,
+                "prompts": prompts,
+                "rollouts/stage1": prompts * n,
+                "rollouts/stage2": s2,
+                "rollouts/per_prompt": (prompts * n + s2) / prompts,
+                "tokens/generated": 100 * (prompts * n + s2),
+                "acc/stage1": 0.1 * t + 0.01 * seed,
+                "groups/solve_none": 1,
+                "groups/solve_all": 1,
+                "groups/solve_partial": prompts - 2,
+                "groups/kept": prompts - 2,
+                "stage2/saved": 0.5,
+                "entropy/token_mean": 1.0 / t + 0.001 * seed,
+                "entropy/seq_mean": 1.2 / t,
+                "loss/pg": 0.0,
+                "loss/clipfrac": 0.0,
+                "grad_norm": 0.1,
+                "optim/steps": 2,
+                "optim/skipped": 0,
+                "optim/total": total_opt,
+                "lr": 1e-6,
+                "response_length/mean": 100.0,
+                "time/gen1": 0.1,
+                "time/gen2": 0.1,
+                "time/reward": 0.0,
+                "time/update": 0.1,
+                "time/step": 0.3,
+                "samples/seen": prompts * t,
+            }
+        )
     return recs
 
 
@@ -128,19 +145,37 @@ def write_handmade_run(
         lines = []
         for step, probs in sorted(evals.items()):
             with open(run / "eval" / f"step_{step}.jsonl", "w") as f:
-                f.writelines(json.dumps({
-                    "data_source": src, "id": pid, "prompt": f"prompt of {pid}",
-                    "answer": "x", "scores": scores,
-                    "response_lengths": [10] * len(scores), "preds": preds,
-                }) + "\n" for src, pid, scores, preds in probs)
+                f.writelines(
+                    json.dumps(
+                        {
+                            "data_source": src,
+                            "id": pid,
+                            "prompt": f"prompt of {pid}",
+                            "answer": "x",
+                            "scores": scores,
+                            "response_lengths": [10] * len(scores),
+                            "preds": preds,
+                        }
+                    )
+                    + "\n"
+                    for src, pid, scores, preds in probs
+                )
             lines.append(json.dumps(summary_line(step, probs, n_val)) + "\n")
         if summary:
             (run / "eval" / "summary.jsonl").write_text("".join(lines))
-    (run / "status.json").write_text(json.dumps({
-        "state": state, "step": steps, "total_steps": steps if state == "completed" else 2 * steps,
-        "experiment": experiment, "seed": seed,
-        "error": "boom" if state == "failed" else None, "updated": "2025-01-01T00:00:00+00:00",
-    }))
+    (run / "status.json").write_text(
+        json.dumps(
+            {
+                "state": state,
+                "step": steps,
+                "total_steps": steps if state == "completed" else 2 * steps,
+                "experiment": experiment,
+                "seed": seed,
+                "error": "boom" if state == "failed" else None,
+                "updated": "2025-01-01T00:00:00+00:00",
+            }
+        )
+    )
     return run
 
 
@@ -170,20 +205,33 @@ def planted_problems() -> list[tuple[str, str, int]]:
 def planted_counts(shift: int, offset: int, seed: int, base_shift: int = 0) -> list[int]:
     """Correct counts of a trained run: base + shift + a jitter in {-1, 0, +1} that cycles over
     problems (mean 0 over every 3 problems and over every 3 seeds), clipped to 0..n_val."""
-    return [min(PLANTED_N_VAL, max(0, c + base_shift + shift + (seed + p + offset) % 3 - 1))
-            for p, (_s, _i, c) in enumerate(planted_problems())]
+    return [
+        min(PLANTED_N_VAL, max(0, c + base_shift + shift + (seed + p + offset) % 3 - 1))
+        for p, (_s, _i, c) in enumerate(planted_problems())
+    ]
 
 
 def _problems(counts: list[int]) -> list[tuple]:
     n = PLANTED_N_VAL
-    return [(src, pid, [1] * c + [0] * (n - c), [str(k) for k in range(n)])
-            for (src, pid, _c), c in zip(planted_problems(), counts)]
+    return [
+        (src, pid, [1] * c + [0] * (n - c), [str(k) for k in range(n)])
+        for (src, pid, _c), c in zip(planted_problems(), counts)
+    ]
 
 
-def write_planted_run(root: Path, experiment: str, seed: int, shift: int = 0, offset: int = 0,
-                      entropy: float = 1.0, rpp: float = 8.0, steps: int = 6,
-                      base_counts: list[int] | None = None, final_counts: list[int] | None = None,
-                      trained: bool = True) -> Path:
+def write_planted_run(
+    root: Path,
+    experiment: str,
+    seed: int,
+    shift: int = 0,
+    offset: int = 0,
+    entropy: float = 1.0,
+    rpp: float = 8.0,
+    steps: int = 6,
+    base_counts: list[int] | None = None,
+    final_counts: list[int] | None = None,
+    trained: bool = True,
+) -> Path:
     """One run: step-0 evaluation of the base model (``base_counts``, default the planted base)
     and, when ``trained``, training metrics with planted ``entropy/token_mean`` and
     ``rollouts/per_prompt`` levels and a final evaluation at ``steps``."""
@@ -192,8 +240,15 @@ def write_planted_run(root: Path, experiment: str, seed: int, shift: int = 0, of
     if trained:
         final = final_counts if final_counts is not None else planted_counts(shift, offset, seed)
         evals[steps] = _problems(final)
-    run = write_handmade_run(root, experiment, seed=seed, evals=evals, steps=steps,
-                             n_val=PLANTED_N_VAL, state="completed" if trained else "failed")
+    run = write_handmade_run(
+        root,
+        experiment,
+        seed=seed,
+        evals=evals,
+        steps=steps,
+        n_val=PLANTED_N_VAL,
+        state="completed" if trained else "failed",
+    )
     recs = []
     for r in metrics_records(steps, 8, 0, seed=seed) if trained else []:
         t = r["step"]
@@ -223,10 +278,17 @@ def planted_mean_delta(v_counts: list[list[int]], r_counts: list[list[int]], k: 
 HAND_EVAL_PERFECT = [(src, pid, [1] * len(s), preds) for src, pid, s, preds in HAND_EVAL_B]
 
 
-def write_base_only_run(root: Path, experiment: str, seed: int = 0, problems=None,
-                        steps: int = 0, state: str = "failed") -> Path:
+def write_base_only_run(
+    root: Path, experiment: str, seed: int = 0, problems=None, steps: int = 0, state: str = "failed"
+) -> Path:
     """A run killed before its first validation after step 0: ``steps`` training records (0:
     an empty metrics.jsonl) and only the step-0 (base model) evaluation, by default a perfect
     one, so that ranking it would put it on top."""
-    return write_handmade_run(root, experiment, seed=seed, steps=steps, state=state,
-                              evals={0: problems if problems is not None else HAND_EVAL_PERFECT})
+    return write_handmade_run(
+        root,
+        experiment,
+        seed=seed,
+        steps=steps,
+        state=state,
+        evals={0: problems if problems is not None else HAND_EVAL_PERFECT},
+    )

@@ -43,8 +43,9 @@ def cache_dir(tmp_path_factory) -> Path:
 def run_dars(args: list[str], out: Path, cache: Path, timeout: float = 900, check: bool = True):
     """``python -m dars.run ARGS`` in a subprocess, as a user would type it."""
     env = dict(os.environ, DARS_OUTPUT_DIR=str(out), DARS_CACHE_DIR=str(cache), PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-m", "dars.run", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dars.run", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"dars.run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -83,8 +84,12 @@ def require_verl():
         environment_skip("needs the CPU tier of verl: pip install -e '.[dev,verl-cpu]'")
 
 
-PAPER_FILES = ["openr1.parquet", "capacity_val.parquet", "math12.3k_no_template.parquet",
-               "capacity_val_no_template.parquet"]
+PAPER_FILES = [
+    "openr1.parquet",
+    "capacity_val.parquet",
+    "math12.3k_no_template.parquet",
+    "capacity_val_no_template.parquet",
+]
 
 
 @pytest.fixture(scope="session")
@@ -98,9 +103,15 @@ def paper_data(tmp_path_factory) -> Path:
     sources = ["aime", "math", "olympiad_bench", "amc", "minerva"]
     for name in PAPER_FILES:
         size = 10 if "val" in name else 3072
-        rows = [{"data_source": sources[i % 5] if size == 10 else "train",
-                 "prompt": [{"role": "user", "content": f"What is {i}+{i}?"}], "ability": "math",
-                 "reward_model": {"ground_truth": str(2 * i), "style": "rule"},
-                 "extra_info": {"index": i, "split": "test" if size == 10 else "train"}} for i in range(size)]
+        rows = [
+            {
+                "data_source": sources[i % 5] if size == 10 else "train",
+                "prompt": [{"role": "user", "content": f"What is {i}+{i}?"}],
+                "ability": "math",
+                "reward_model": {"ground_truth": str(2 * i), "style": "rule"},
+                "extra_info": {"index": i, "split": "test" if size == 10 else "train"},
+            }
+            for i in range(size)
+        ]
         write_verl_parquet(rows, d / name)
     return d

@@ -43,7 +43,12 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-_append, _atomic, _save, _validation = runlog._append_jsonl, checkpoint.atomic_write_text, torch.save, embedded.run_validation
+_append, _atomic, _save, _validation = (
+    runlog._append_jsonl,
+    checkpoint.atomic_write_text,
+    torch.save,
+    embedded.run_validation,
+)
 
 
 def append_jsonl(path, record):

@@ -84,8 +84,13 @@ def test_padding_tokens_do_not_count():
     logp = torch.tensor([[0.1, 0.2, 9.0], [0.0, 0.0, 0.0]])  # 9.0 is padding
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     a = _loss(logp, old, torch.tensor([1.0, -1.0]), mask, mode="token-mean").pg_sum
-    b = _loss(logp.clone().index_put_((torch.tensor([0]), torch.tensor([2])), torch.tensor(-5.0)), old,
-              torch.tensor([1.0, -1.0]), mask, mode="token-mean").pg_sum
+    b = _loss(
+        logp.clone().index_put_((torch.tensor([0]), torch.tensor([2])), torch.tensor(-5.0)),
+        old,
+        torch.tensor([1.0, -1.0]),
+        mask,
+        mode="token-mean",
+    ).pg_sum
     assert a.item() == pytest.approx(b.item())
 
 
@@ -102,13 +107,27 @@ def test_micro_batch_accumulation_equals_full_batch(mode):
     ent = torch.rand(B, T)
     w = torch.tensor(algo.token_weights(lengths.numpy(), mode, L), dtype=torch.float32)
     per_tok = 1.0 / lengths.sum().item()
-    full = algo.ppo_loss(theta, old, adv, mask, w, 0.2, 0.28, entropy=ent, entropy_coeff=0.01,
-                         entropy_weight=per_tok).loss
+    full = algo.ppo_loss(
+        theta, old, adv, mask, w, 0.2, 0.28, entropy=ent, entropy_coeff=0.01, entropy_weight=per_tok
+    ).loss
     (g_full,) = torch.autograd.grad(full, theta)
     total = 0
     for idx in ([0, 1], [2], [3, 4, 5]):
-        total = total + algo.ppo_loss(theta[idx], old[idx], adv[idx], mask[idx], w[idx], 0.2, 0.28,
-                                       entropy=ent[idx], entropy_coeff=0.01, entropy_weight=per_tok).loss
+        total = (
+            total
+            + algo.ppo_loss(
+                theta[idx],
+                old[idx],
+                adv[idx],
+                mask[idx],
+                w[idx],
+                0.2,
+                0.28,
+                entropy=ent[idx],
+                entropy_coeff=0.01,
+                entropy_weight=per_tok,
+            ).loss
+        )
     (g_micro,) = torch.autograd.grad(total, theta)
     assert total.item() == pytest.approx(full.item(), rel=1e-6)
     torch.testing.assert_close(g_micro, g_full)
@@ -118,10 +137,12 @@ def test_entropy_bonus_lowers_loss_and_kl_is_nonnegative():
     logp = torch.tensor([[-1.0, -2.0]])
     mask = torch.ones(1, 2)
     base = _loss(logp, logp, torch.tensor([0.5]), mask).loss
-    bonus = _loss(logp, logp, torch.tensor([0.5]), mask, entropy=torch.ones(1, 2), entropy_coeff=0.1,
-                  entropy_weight=0.5).loss
+    bonus = _loss(
+        logp, logp, torch.tensor([0.5]), mask, entropy=torch.ones(1, 2), entropy_coeff=0.1, entropy_weight=0.5
+    ).loss
     assert bonus.item() == pytest.approx(base.item() - 0.1)
-    out = _loss(logp, logp, torch.tensor([0.5]), mask, ref_logprob=torch.tensor([[-1.5, -1.0]]), kl_coef=1.0,
-                entropy_weight=0.5)
+    out = _loss(
+        logp, logp, torch.tensor([0.5]), mask, ref_logprob=torch.tensor([[-1.5, -1.0]]), kl_coef=1.0, entropy_weight=0.5
+    )
     assert out.kl_sum.item() > 0
     assert out.loss.item() > base.item()

@@ -9,13 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
-from analysis_fixtures import (
-    HAND_EVAL_A,
-    HAND_EVAL_B,
-    ROOT,
-    write_base_only_run,
-    write_handmade_run,
-)
+from analysis_fixtures import HAND_EVAL_A, HAND_EVAL_B, ROOT, write_base_only_run, write_handmade_run
 
 from analysis import figures as figures_cli
 from analysis import regenerate, runs, seed_compat, tables
@@ -44,8 +38,9 @@ def messy_sweep(tmp_path_factory):
     # status written, metrics file still empty
     bn = root / "breadth_naive-s0"
     bn.mkdir()
-    (bn / "status.json").write_text(json.dumps({"state": "running", "step": 0, "total_steps": 9,
-                                                "experiment": "breadth_naive", "seed": 0}))
+    (bn / "status.json").write_text(
+        json.dumps({"state": "running", "step": 0, "total_steps": 9, "experiment": "breadth_naive", "seed": 0})
+    )
     (bn / "metrics.jsonl").write_text("")
     RunLock(bn).acquire()
     # unknown data source and an empty (unreadable) step file listed in the summary
@@ -63,8 +58,21 @@ def regenerated(messy_sweep, tmp_path_factory):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = regenerate.main([str(messy_sweep), "--out", str(out), "--bootstrap", "200",
-                              "--formats", "png", "--dpi", "60", "--label", "dars_et=DARS-ET"])
+        rc = regenerate.main(
+            [
+                str(messy_sweep),
+                "--out",
+                str(out),
+                "--bootstrap",
+                "200",
+                "--formats",
+                "png",
+                "--dpi",
+                "60",
+                "--label",
+                "dars_et=DARS-ET",
+            ]
+        )
     return rc, buf.getvalue(), out
 
 
@@ -112,8 +120,23 @@ def test_regenerate_end_to_end(regenerated, messy_sweep):
 
 def test_include_partial_shows_the_run_in_progress(messy_sweep, tmp_path, capsys):
     out = tmp_path / "o"
-    assert regenerate.main([str(messy_sweep), "--out", str(out), "--bootstrap", "100",
-                            "--formats", "png", "--dpi", "40", "--include-partial"]) == 0
+    assert (
+        regenerate.main(
+            [
+                str(messy_sweep),
+                "--out",
+                str(out),
+                "--bootstrap",
+                "100",
+                "--formats",
+                "png",
+                "--dpi",
+                "40",
+                "--include-partial",
+            ]
+        )
+        == 0
+    )
     for n in range(1, 8):  # the shown rows are drawn like any other label
         assert list((out / "figures").glob(f"fig{n}_*.png"))
     main = pd.read_csv(out / "tables" / "main.csv").set_index("label")
@@ -127,8 +150,7 @@ def test_include_partial_shows_the_run_in_progress(messy_sweep, tmp_path, capsys
 
 def _tree(root):
     """Every path below ``root`` with its bytes (to check a report is left exactly as it was)."""
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(root.rglob("*"))}
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
 
 
 @pytest.fixture
@@ -136,8 +158,10 @@ def old_report(tmp_path):
     write_handmade_run(tmp_path / "runs", "baseline")
     write_handmade_run(tmp_path / "runs", "dars_hw", extra_per_step=2)
     out = tmp_path / "report"
-    assert regenerate.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50",
-                            "--no-figures", "--quiet"]) == 0
+    assert (
+        regenerate.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50", "--no-figures", "--quiet"])
+        == 0
+    )
     (out / "my_notes.txt").write_text("mine")
     assert "| dars_hw |" in (out / "index.md").read_text()
     return out, _tree(out)
@@ -153,8 +177,7 @@ def test_no_runs_exits_2_and_leaves_the_report_alone(old_report, tmp_path, capsy
         "mistyped": ([str(tmp_path / "rnus")], "rnus: does not exist"),
         "empty folder": ([str(tmp_path / "empty")], "empty: is empty"),
         "no run below": ([str(tmp_path / "plain")], "plain: holds no run directory"),
-        "one of two mistyped": ([str(tmp_path / "runs"), str(tmp_path / "rnus")],
-                                "rnus: does not exist"),
+        "one of two mistyped": ([str(tmp_path / "runs"), str(tmp_path / "rnus")], "rnus: does not exist"),
     }
     for what, (dirs, why) in cases.items():
         for mod, argv in ((regenerate, ["--no-figures"]), (tables, [])):
@@ -197,8 +220,25 @@ def test_a_crash_midway_leaves_the_old_report(old_report, monkeypatch):
         regenerate.main([str(runs_dir), "--out", str(out), "--bootstrap", "50"])
     assert _tree(out) == before  # no half-written index.md, no staging folder left behind
     monkeypatch.undo()
-    assert regenerate.main([str(runs_dir), "--out", str(out), "--bootstrap", "50", "--quiet",
-                            "--formats", "png", "--dpi", "40", "--only", "5"]) == 0
+    assert (
+        regenerate.main(
+            [
+                str(runs_dir),
+                "--out",
+                str(out),
+                "--bootstrap",
+                "50",
+                "--quiet",
+                "--formats",
+                "png",
+                "--dpi",
+                "40",
+                "--only",
+                "5",
+            ]
+        )
+        == 0
+    )
     after = _tree(out)
     assert "| dars_et |" in (out / "index.md").read_text()
     assert after["my_notes.txt"] == b"mine"  # what is not the report's is left alone
@@ -210,8 +250,7 @@ def test_regenerate_untrained_run_listed_not_ranked(tmp_path, capsys):
     write_handmade_run(tmp_path / "runs", "baseline")
     killed = write_base_only_run(tmp_path / "runs", "dars_hw")  # a perfect base model
     out = tmp_path / "o"
-    assert regenerate.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50",
-                            "--no-figures"]) == 0
+    assert regenerate.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50", "--no-figures"]) == 0
     text = capsys.readouterr().out
     assert "| dars_hw |" not in text and "Not trained / excluded runs (1)" in text
     assert f"{killed}: not trained: no training step" in text
@@ -220,8 +259,12 @@ def test_regenerate_untrained_run_listed_not_ranked(tmp_path, capsys):
     index = (out / "index.md").read_text()
     assert f"| `{killed}` | dars_hw | not trained | step 0 of ? |" in index
     assert "| dars_hw" not in (out / "tables" / "main.md").read_text()
-    assert regenerate.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50",
-                            "--no-figures", "--include-base"]) == 0
+    assert (
+        regenerate.main(
+            [str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50", "--no-figures", "--include-base"]
+        )
+        == 0
+    )
     main = (out / "tables" / "main.md").read_text()
     row = next(ln for ln in main.splitlines() if ln.startswith("| dars_hw (base) |"))
     assert "100.0" in row and "**" not in row  # shown, labelled, never the best
@@ -239,8 +282,18 @@ def test_help_text_on_every_option(mod, capsys):
     text = capsys.readouterr().out
     assert text.startswith("usage: python -m analysis.")
     if mod in (regenerate, tables, figures_cli):
-        for opt in ("--label", "--checkpoint", "--k", "--bootstrap", "--bootstrap-seed", "--ci",
-                    "--pool-seeds", "--exclude-sources", "--labels", "--out"):
+        for opt in (
+            "--label",
+            "--checkpoint",
+            "--k",
+            "--bootstrap",
+            "--bootstrap-seed",
+            "--ci",
+            "--pool-seeds",
+            "--exclude-sources",
+            "--labels",
+            "--out",
+        ):
             assert opt in text
     if mod in (regenerate, figures_cli):
         for opt in ("--only", "--formats", "--x-axis", "--smooth", "--dpi"):
@@ -257,8 +310,22 @@ def test_labels_file_and_checkpoint_option(tmp_path, capsys):
     write_handmade_run(tmp_path / "runs", "baseline", evals={2: HAND_EVAL_B, 4: HAND_EVAL_A})
     lab = tmp_path / "labels.yaml"
     lab.write_text("baseline: 'GRPO (ours)'\n")
-    assert tables.main([str(tmp_path / "runs"), "--out", str(tmp_path / "o"), "--labels", str(lab),
-                        "--checkpoint", "best:all", "--bootstrap", "0"]) == 0
+    assert (
+        tables.main(
+            [
+                str(tmp_path / "runs"),
+                "--out",
+                str(tmp_path / "o"),
+                "--labels",
+                str(lab),
+                "--checkpoint",
+                "best:all",
+                "--bootstrap",
+                "0",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| GRPO (ours) |" in text and "step 2 (best avg on Overall)" in text
     main = pd.read_csv(tmp_path / "o" / "tables" / "main.csv")
@@ -273,8 +340,7 @@ def test_dumps_give_the_same_tables_as_native(tmp_path):
     to_verl_dumps(native, tmp_path / "verl" / "dars_et" / "val_dumps")
     outs = {}
     for kind in ("native", "seed", "verl"):
-        rc = tables.main([str(tmp_path / kind), "--out", str(tmp_path / f"o_{kind}"),
-                          "--bootstrap", "100"])
+        rc = tables.main([str(tmp_path / kind), "--out", str(tmp_path / f"o_{kind}"), "--bootstrap", "100"])
         assert rc == 0
         df = pd.read_csv(tmp_path / f"o_{kind}" / "tables" / "main.csv")
         outs[kind] = df.drop(columns=["experiment"]).set_index("label")
@@ -293,9 +359,25 @@ def test_python_m_regenerate_subprocess(tmp_path):
     write_handmade_run(tmp_path / "runs", "baseline")
     write_handmade_run(tmp_path / "runs", "dars_hw", extra_per_step=2)
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
-    r = subprocess.run([sys.executable, "-m", "analysis.regenerate", str(tmp_path / "runs"),
-                        "--out", str(tmp_path / "out"), "--no-figures", "--bootstrap", "100"],
-                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis.regenerate",
+            str(tmp_path / "runs"),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-figures",
+            "--bootstrap",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert "| dars_hw |" in r.stdout and "analysis + tables" in r.stdout
     assert (tmp_path / "out" / "index.md").exists()

@@ -11,12 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from analysis_fixtures import (
-    HAND_EVAL_A,
-    HAND_EVAL_B,
-    comb_pass_at_k,
-    write_handmade_run,
-)
+from analysis_fixtures import HAND_EVAL_A, HAND_EVAL_B, comb_pass_at_k, write_handmade_run
 
 from analysis import style
 from analysis.core import Options, analyse
@@ -45,8 +40,7 @@ from matplotlib.collections import LineCollection, PolyCollection
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     write_handmade_run(root, "baseline", evals={2: HAND_EVAL_A, 4: HAND_EVAL_B}, steps=6)
-    write_handmade_run(root, "dars_et", evals={2: HAND_EVAL_B, 4: HAND_EVAL_A}, steps=6,
-                       extra_per_step=5)
+    write_handmade_run(root, "dars_et", evals={2: HAND_EVAL_B, 4: HAND_EVAL_A}, steps=6, extra_per_step=5)
     write_handmade_run(root, "my_variant", evals={4: HAND_EVAL_B}, steps=6, extra_per_step=1)
     return root
 
@@ -76,14 +70,13 @@ def test_fig1_plots_the_logged_entropy(runs, analysis):
         ln = _lines(ax_tok)[lab]
         np.testing.assert_array_equal(ln.get_xdata(), [r["step"] for r in raw])
         np.testing.assert_allclose(ln.get_ydata(), [r["entropy/token_mean"] for r in raw])
-        np.testing.assert_allclose(_lines(ax_seq)[lab].get_ydata(),
-                                   [r["entropy/seq_mean"] for r in raw])
+        np.testing.assert_allclose(_lines(ax_seq)[lab].get_ydata(), [r["entropy/seq_mean"] for r in raw])
     assert ax_tok.get_xlabel() == "Training step" and "nats" in ax_tok.get_ylabel()
     assert fig.legends, "figure-level legend expected"
     plt.close(fig)
     sm = fig1_entropy(analysis, window=3)
     raw = [r["entropy/token_mean"] for r in _raw_metrics(runs, "baseline-s0")]
-    want = [np.mean(raw[max(0, i - 2):i + 1]) for i in range(len(raw))]
+    want = [np.mean(raw[max(0, i - 2) : i + 1]) for i in range(len(raw))]
     np.testing.assert_allclose(_lines(sm.axes[0])["baseline"].get_ydata(), want)
     plt.close(sm)
     np.testing.assert_allclose(smooth(np.array([1.0, 3.0, 5.0]), 2), [1.0, 2.0, 4.0])
@@ -93,24 +86,19 @@ def test_fig2_and_fig7_plot_rollouts_and_accuracy(runs, analysis):
     raw = _raw_metrics(runs, "dars_et-s0")
     fig = fig2_rollouts(analysis)
     s1, s2, tot, per_step = fig.axes[:4]
-    np.testing.assert_allclose(_lines(s1)["dars_et"].get_ydata(),
-                               [r["rollouts/stage1"] / r["prompts"] for r in raw])
-    np.testing.assert_allclose(_lines(s2)["dars_et"].get_ydata(),
-                               [r["rollouts/stage2"] / r["prompts"] for r in raw])
-    np.testing.assert_allclose(_lines(tot)["dars_et"].get_ydata(),
-                               [r["rollouts/per_prompt"] for r in raw])
-    np.testing.assert_allclose(_lines(per_step)["dars_et"].get_ydata(),
-                               [r["rollouts/stage2"] for r in raw])
+    np.testing.assert_allclose(_lines(s1)["dars_et"].get_ydata(), [r["rollouts/stage1"] / r["prompts"] for r in raw])
+    np.testing.assert_allclose(_lines(s2)["dars_et"].get_ydata(), [r["rollouts/stage2"] / r["prompts"] for r in raw])
+    np.testing.assert_allclose(_lines(tot)["dars_et"].get_ydata(), [r["rollouts/per_prompt"] for r in raw])
+    np.testing.assert_allclose(_lines(per_step)["dars_et"].get_ydata(), [r["rollouts/stage2"] for r in raw])
     plt.close(fig)
     fig = fig7_train_accuracy(analysis, x="tokens")
     acc, none = fig.axes[:2]
     # accuracy and prompt fractions in % (x100), as in the tables
-    np.testing.assert_allclose(_lines(acc)["dars_et"].get_ydata(),
-                               [100 * r["acc/stage1"] for r in raw])
-    np.testing.assert_allclose(_lines(acc)["dars_et"].get_xdata(),
-                               np.cumsum([r["tokens/generated"] for r in raw]))
-    np.testing.assert_allclose(_lines(none)["dars_et"].get_ydata(),
-                               [100 * r["groups/solve_none"] / r["prompts"] for r in raw])
+    np.testing.assert_allclose(_lines(acc)["dars_et"].get_ydata(), [100 * r["acc/stage1"] for r in raw])
+    np.testing.assert_allclose(_lines(acc)["dars_et"].get_xdata(), np.cumsum([r["tokens/generated"] for r in raw]))
+    np.testing.assert_allclose(
+        _lines(none)["dars_et"].get_ydata(), [100 * r["groups/solve_none"] / r["prompts"] for r in raw]
+    )
     assert acc.get_xlabel() == "" and fig.axes[2].get_xlabel() == "Generated tokens"
     assert all("(%)" in ax.get_ylabel() for ax in fig.axes[:4])
     plt.close(fig)
@@ -125,10 +113,8 @@ def test_fig3_trajectory_points(analysis):
         return np.mean([comb_pass_at_k(len(s), sum(s), k) for _b, _i, s, _p in probs])
 
     ln = lines["dars_et"]  # step 2 = HAND_EVAL_B, step 4 = HAND_EVAL_A; in %
-    np.testing.assert_allclose(ln.get_xdata(),
-                               [100 * micro(HAND_EVAL_B, 1), 100 * micro(HAND_EVAL_A, 1)])
-    np.testing.assert_allclose(ln.get_ydata(),
-                               [100 * micro(HAND_EVAL_B, 4), 100 * micro(HAND_EVAL_A, 4)])
+    np.testing.assert_allclose(ln.get_xdata(), [100 * micro(HAND_EVAL_B, 1), 100 * micro(HAND_EVAL_A, 1)])
+    np.testing.assert_allclose(ln.get_ydata(), [100 * micro(HAND_EVAL_B, 4), 100 * micro(HAND_EVAL_A, 4)])
     arrows = [c for c in ax.texts if getattr(c, "arrow_patch", None) is not None]
     assert len(arrows) == 2  # one per consecutive pair of baseline and dars_et
     assert ax.get_xlabel() == "Pass@1 (%)" and ax.get_ylabel() == "Pass@4 (%)"
@@ -142,8 +128,7 @@ def test_fig4_curves_and_bands(analysis):
     overall = next(ax for ax in fig.axes if ax.get_title() == "Overall (micro)")
     ln = _lines(overall)["my_variant"]
     np.testing.assert_array_equal(ln.get_xdata(), [1, 2, 3, 4])
-    want = [np.mean([comb_pass_at_k(4, sum(s), k) for _b, _i, s, _p in HAND_EVAL_B])
-            for k in (1, 2, 3, 4)]
+    want = [np.mean([comb_pass_at_k(4, sum(s), k) for _b, _i, s, _p in HAND_EVAL_B]) for k in (1, 2, 3, 4)]
     np.testing.assert_allclose(ln.get_ydata(), 100 * np.asarray(want))  # in %
     assert overall.get_xscale() == "log" and fig.axes[0].get_ylabel() == "Pass@k (%)"
     # one CI band per label, drawn as whiskers (no fill that could merge with the others)
@@ -205,8 +190,11 @@ def test_a_new_schedule_reaches_figures_5_and_6(tmp_path, monkeypatch):
     def half_peak(p, a_peak):
         return np.full_like(p, a_peak / 2)
 
-    monkeypatch.setitem(schedules.SCHEDULES, "half", lambda acc, n, n_max, use_std=False:
-                        schedules._from_target(acc, n, n_max, use_std, half_peak))
+    monkeypatch.setitem(
+        schedules.SCHEDULES,
+        "half",
+        lambda acc, n, n_max, use_std=False: schedules._from_target(acc, n, n_max, use_std, half_peak),
+    )
     monkeypatch.setitem(schedules.TARGETS, "half", half_peak)
     conf = tmp_path / "schedule"
     shutil.copytree(schedules.CONF_SCHEDULES, conf)
@@ -265,11 +253,9 @@ def test_every_label_has_its_own_look():
     seven = style.label_styles(EXPERIMENTS, {e: e for e in EXPERIMENTS})
     assert len({tuple(v.values()) for v in seven.values()}) == 7
     for e in EXPERIMENTS:
-        assert seven[e] == {"color": style.PALETTE[e], "linestyle": style.LOOK[e][0],
-                            "marker": style.LOOK[e][1]}
+        assert seven[e] == {"color": style.PALETTE[e], "linestyle": style.LOOK[e][0], "marker": style.LOOK[e][1]}
         assert (seven[e]["linestyle"] == "--") == ("breadth" in e)
-    labels = list(EXPERIMENTS) + [f"dars_hw_n{m}" for m in (16, 32, 48, 96, 128)] + [
-        f"custom{i}" for i in range(20)]
+    labels = list(EXPERIMENTS) + [f"dars_hw_n{m}" for m in (16, 32, 48, 96, 128)] + [f"custom{i}" for i in range(20)]
     exp = {lab: ("dars_hw" if lab.startswith("dars_hw_n") else lab) for lab in labels}
     looks = style.label_styles(labels, exp)
     assert len({tuple(v.values()) for v in looks.values()}) == len(labels)
@@ -348,8 +334,7 @@ def test_seed_group_bands_in_fig3_and_fig4(tmp_path):
 
 def _problems16(solved: list[int]) -> list[tuple]:
     """Problems with 16 samples each (K = 16: more k values than markers per curve)."""
-    return [("aime" if i < 3 else "math", f"p{i}", [1] * c + [0] * (16 - c), [""] * 16)
-            for i, c in enumerate(solved)]
+    return [("aime" if i < 3 else "math", f"p{i}", [1] * c + [0] * (16 - c), [""] * 16) for i, c in enumerate(solved)]
 
 
 @pytest.fixture(scope="module")
@@ -390,8 +375,9 @@ def test_seven_coinciding_runs_stay_distinguishable(seven):
 
 def test_training_values_and_percent_axes_with_seven_runs(seven):
     fig = fig7_train_accuracy(seven)
-    for ax, col in zip(fig.axes[:4], ["acc/stage1", "groups/frac_solve_none",
-                                      "groups/frac_solve_partial", "groups/frac_solve_all"]):
+    for ax, col in zip(
+        fig.axes[:4], ["acc/stage1", "groups/frac_solve_none", "groups/frac_solve_partial", "groups/frac_solve_all"]
+    ):
         assert "(%)" in ax.get_ylabel()
         for lab, ln in _lines(ax).items():
             xs, ys, _lo, _hi = training_series(seven.training, lab, col)
@@ -399,7 +385,7 @@ def test_training_values_and_percent_axes_with_seven_runs(seven):
             np.testing.assert_allclose(ln.get_ydata(), 100 * ys)
             y = np.asarray(ln.get_ydata())
             if col != "acc/stage1":  # (the hand-made accuracy, 0.1 * step, is no fraction)
-                assert 0 <= y.min() and y.max() <= 100 and y.max() > 1  # %, not a fraction
+                assert y.min() >= 0 and y.max() <= 100 and y.max() > 1  # %, not a fraction
     plt.close(fig)
 
 
@@ -436,7 +422,7 @@ def test_fig4_bands_stay_apart_with_seven_runs(seven):
         c = passk_curve(seven, lab, ALL)
         np.testing.assert_array_equal(ln.get_xdata(), c["k"])
         np.testing.assert_allclose(ln.get_ydata(), 100 * c["value"])
-        assert 0 <= min(ln.get_ydata()) and max(ln.get_ydata()) <= 100
+        assert min(ln.get_ydata()) >= 0 and max(ln.get_ydata()) <= 100
     plt.close(fig)
 
 
@@ -446,8 +432,7 @@ def _tick_labels_apart(fig, axis) -> list[str]:
     r = fig.canvas.get_renderer()
     labs = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
     lo, hi = axis.get_view_interval()
-    labs = [t for t in labs if lo <= (t.get_position()[0] if axis.axis_name == "x"
-                                      else t.get_position()[1]) <= hi]
+    labs = [t for t in labs if lo <= (t.get_position()[0] if axis.axis_name == "x" else t.get_position()[1]) <= hi]
     boxes = sorted((t.get_window_extent(r) for t in labs), key=lambda b: (b.x0, b.y0))
     for b1, b2 in itertools.pairwise(boxes):
         assert not b1.overlaps(b2), [t.get_text() for t in labs]
@@ -470,7 +455,7 @@ def test_fig3_percent_ticks_readable_over_a_narrow_range(analysis):
         assert all(17 < float(x) < 18 for x in texts)
         assert axis.get_offset_text().get_text() == ""
     x = np.asarray(_lines(ax)["dars_et"].get_xdata())
-    assert (17.6 <= x).all() and (x <= 17.61).all()
+    assert (x >= 17.6).all() and (x <= 17.61).all()
     plt.close(fig)
 
 
@@ -494,7 +479,6 @@ def test_untrained_run_draws_no_training_curve(tmp_path):
     # only untrained runs: no training figures (a note says why), no crash
     only = tmp_path / "only"
     write_handmade_run(only, "dars_et", evals={0: HAND_EVAL_A}, steps=0)
-    written, notes = write_figures(analyse([only], Options(n_boot=20)), tmp_path / "out2",
-                                   formats=("png",), dpi=40)
+    written, notes = write_figures(analyse([only], Options(n_boot=20)), tmp_path / "out2", formats=("png",), dpi=40)
     assert {5, 6} <= set(written) and not {1, 2, 7} & set(written)
     assert sum("no training metrics" in n for n in notes) == 3

@@ -9,14 +9,7 @@ import numpy as np
 import pytest
 from analysis_fixtures import comb_pass_at_k
 
-from analysis.metrics import (
-    avg_per_problem,
-    bootstrap_ci,
-    correct_counts,
-    maj_at_k,
-    pass_at_k_matrix,
-    summarize,
-)
+from analysis.metrics import avg_per_problem, bootstrap_ci, correct_counts, maj_at_k, pass_at_k_matrix, summarize
 
 # ------------------------------------------------------------------------------------------
 # pass@k
@@ -135,10 +128,8 @@ def test_bootstrap_contains_point_estimate_and_is_seeded():
 def test_bootstrap_narrows_with_more_problems():
     small_v, small_g = _data([30])
     big_v, big_g = _data([1200])
-    w_small = np.subtract(*reversed([bootstrap_ci(small_v, small_g, 1, 400, 0)[k]
-                                     for k in ("micro_lo", "micro_hi")]))
-    w_big = np.subtract(*reversed([bootstrap_ci(big_v, big_g, 1, 400, 0)[k]
-                                   for k in ("micro_lo", "micro_hi")]))
+    w_small = np.subtract(*reversed([bootstrap_ci(small_v, small_g, 1, 400, 0)[k] for k in ("micro_lo", "micro_hi")]))
+    w_big = np.subtract(*reversed([bootstrap_ci(big_v, big_g, 1, 400, 0)[k] for k in ("micro_lo", "micro_hi")]))
     assert w_big < w_small / 3  # ~ sqrt(40) narrower
 
 
@@ -210,7 +201,7 @@ def test_maj_at_k_matches_counter_reference():
                 continue
             tot = 0.0
             for b in range(nb):
-                votes = Counter(p for p in ps[b * k:(b + 1) * k] if p)
+                votes = Counter(p for p in ps[b * k : (b + 1) * k] if p)
                 if votes:
                     top = max(votes.values())
                     winners = [a for a, cnt in votes.items() if cnt == top]

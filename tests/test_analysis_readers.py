@@ -24,9 +24,21 @@ from dars.runlock import RunLock
 
 def _write_native(path, problems):
     with open(path, "w") as f:
-        f.writelines(json.dumps({"data_source": src, "id": pid, "prompt": "p", "answer": "a",
-                                 "scores": scores, "response_lengths": [5] * len(scores),
-                                 "preds": preds}) + "\n" for src, pid, scores, preds in problems)
+        f.writelines(
+            json.dumps(
+                {
+                    "data_source": src,
+                    "id": pid,
+                    "prompt": "p",
+                    "answer": "a",
+                    "scores": scores,
+                    "response_lengths": [5] * len(scores),
+                    "preds": preds,
+                }
+            )
+            + "\n"
+            for src, pid, scores, preds in problems
+        )
 
 
 def test_truncated_last_line_is_skipped_with_note(tmp_path):
@@ -59,8 +71,10 @@ def test_corrupt_middle_line_falls_back_and_keeps_the_rest(tmp_path):
 
 def test_mixed_types_use_the_fallback(tmp_path):
     p = tmp_path / "step_1.jsonl"
-    p.write_text('{"data_source": "math", "id": 7, "scores": [true, false, true]}\n'
-                 '{"data_source": "math", "id": "x", "scores": [1.0, 1.0]}\n')
+    p.write_text(
+        '{"data_source": "math", "id": 7, "scores": [true, false, true]}\n'
+        '{"data_source": "math", "id": "x", "scores": [1.0, 1.0]}\n'
+    )
     ev = read_native_eval(p, 1)
     assert ev.ids.tolist() == ["7", "x"]
     assert ev.n.tolist() == [3, 2] and ev.c.tolist() == [2, 2]
@@ -72,8 +86,9 @@ def test_empty_file_and_empty_problems(tmp_path):
     tbl, notes = read_jsonl(p, NATIVE_SCHEMA_MIN)
     assert tbl.num_rows == 0 and notes and "empty" in notes[0]
     q = tmp_path / "step_2.jsonl"
-    q.write_text('{"data_source": "math", "id": "a", "scores": []}\n'
-                 '{"data_source": "math", "id": "b", "scores": [1]}\n')
+    q.write_text(
+        '{"data_source": "math", "id": "a", "scores": []}\n{"data_source": "math", "id": "b", "scores": [1]}\n'
+    )
     ev = read_native_eval(q, 2)
     assert ev.ids.tolist() == ["b"]
     assert any("without samples" in n for n in ev.notes)
@@ -81,10 +96,12 @@ def test_empty_file_and_empty_problems(tmp_path):
 
 def test_metrics_reader_tolerates_nan_truncation_and_repeats(tmp_path):
     p = tmp_path / "metrics.jsonl"
-    p.write_text('{"step": 1, "loss/pg": NaN, "acc/stage1": 0.5}\n'
-                 '{"step": 2, "acc/stage1": 0.6}\n'
-                 '{"step": 2, "acc/stage1": 0.7}\n'
-                 '{"step": 3, "acc/st')
+    p.write_text(
+        '{"step": 1, "loss/pg": NaN, "acc/stage1": 0.5}\n'
+        '{"step": 2, "acc/stage1": 0.6}\n'
+        '{"step": 2, "acc/stage1": 0.7}\n'
+        '{"step": 3, "acc/st'
+    )
     df, notes = read_metrics(p)
     assert df["step"].tolist() == [1, 2]
     assert df["acc/stage1"].tolist() == [0.5, 0.7]
@@ -94,12 +111,30 @@ def test_metrics_reader_tolerates_nan_truncation_and_repeats(tmp_path):
 
 def test_seed_dump_round_trip(tmp_path):
     items = [
-        {"input": "q1", "output": ["a", "b", "c", "d"], "answer": "1",
-         "score": [1.0, 0.0, 0.0, 1.0], "response_length": [3, 4, 5, 6], "data_source": "aime"},
-        {"input": "q2", "output": ["a", "b", "c", "d"], "answer": "2",
-         "score": [0.0, 0.0, 0.0, 0.0], "response_length": [3, 3, 3, 3], "data_source": "math"},
-        {"input": "q2", "output": ["x", "y"], "answer": "2",  # duplicated prompt, fewer samples
-         "score": [1.0, 1.0], "response_length": [1, 1], "data_source": "math"},
+        {
+            "input": "q1",
+            "output": ["a", "b", "c", "d"],
+            "answer": "1",
+            "score": [1.0, 0.0, 0.0, 1.0],
+            "response_length": [3, 4, 5, 6],
+            "data_source": "aime",
+        },
+        {
+            "input": "q2",
+            "output": ["a", "b", "c", "d"],
+            "answer": "2",
+            "score": [0.0, 0.0, 0.0, 0.0],
+            "response_length": [3, 3, 3, 3],
+            "data_source": "math",
+        },
+        {
+            "input": "q2",
+            "output": ["x", "y"],
+            "answer": "2",  # duplicated prompt, fewer samples
+            "score": [1.0, 1.0],
+            "response_length": [1, 1],
+            "data_source": "math",
+        },
     ]
     p = tmp_path / "40.json"
     p.write_text(json.dumps(items))
@@ -123,10 +158,20 @@ def test_truncated_seed_dump_raises_a_clear_error(tmp_path):
 def test_verl_dump_groups_samples_by_input(tmp_path):
     lines = []
     for j in range(3):  # interleaved problems, as a repeated batch gives
-        lines.append({"input": "P1", "output": "o", "gts": "1", "score": float(j == 0), "step": 5,
-                      "data_source": "amc", "pred": "1" if j == 0 else "2"})
-        lines.append({"input": "P2", "output": "o", "gts": "3", "score": 1.0, "step": 5,
-                      "data_source": "minerva", "pred": "3"})
+        lines.append(
+            {
+                "input": "P1",
+                "output": "o",
+                "gts": "1",
+                "score": float(j == 0),
+                "step": 5,
+                "data_source": "amc",
+                "pred": "1" if j == 0 else "2",
+            }
+        )
+        lines.append(
+            {"input": "P2", "output": "o", "gts": "3", "score": 1.0, "step": 5, "data_source": "minerva", "pred": "3"}
+        )
     lines.append({"input": "P3", "output": "o", "gts": "3", "score": -1.0, "acc": True, "step": 5})
     p = tmp_path / "5.jsonl"
     p.write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -162,8 +207,9 @@ def test_discover_finds_native_runs_sweeps_and_dumps(tmp_path):
     (only_hydra / "config.yaml").write_text("experiment_name: dars_hw\nseed: 0\n")
     seed_run = tmp_path / "copied" / "DARS-ET"
     (seed_run / "val_generations").mkdir(parents=True)
-    (seed_run / "val_generations" / "7.json").write_text(json.dumps(
-        [{"input": "q", "score": [1, 0], "data_source": "math"}]))
+    (seed_run / "val_generations" / "7.json").write_text(
+        json.dumps([{"input": "q", "score": [1, 0], "data_source": "math"}])
+    )
     verl = tmp_path / "copied" / "verl_run" / "validation"
     verl.mkdir(parents=True)
     (verl / "3.jsonl").write_text(json.dumps({"input": "q", "output": "o", "score": 1.0}) + "\n")
@@ -197,8 +243,7 @@ def test_which_runs_are_complete_trained_results(tmp_path):
     from analysis.exclusions import classify
 
     def run_with(name, status=None, steps=4, total_cfg=None, evals=(2, 4)):
-        run = write_handmade_run(tmp_path, "dars_et", steps=steps, name=name,
-                                 evals={s: HAND_EVAL_A for s in evals})
+        run = write_handmade_run(tmp_path, "dars_et", steps=steps, name=name, evals={s: HAND_EVAL_A for s in evals})
         if total_cfg is not None:
             cfg = run / ".hydra" / "config.yaml"
             cfg.write_text(cfg.read_text().replace("train:\n", f"train:\n  total_steps: {total_cfg}\n"))

@@ -38,13 +38,26 @@ def reference(items):
 def make_items(seed=0):
     rng = np.random.default_rng(seed)
     items = []
-    for src, m, p in (("aime", 6, 0.05), ("math", 20, 0.7), ("olympiad_bench", 10, 0.3),
-                      ("train", 8, 0.5), ("minerva", 5, 0.002)):
+    for src, m, p in (
+        ("aime", 6, 0.05),
+        ("math", 20, 0.7),
+        ("olympiad_bench", 10, 0.3),
+        ("train", 8, 0.5),
+        ("minerva", 5, 0.002),
+    ):
         for i in range(m):
             q = rng.beta(0.5, 0.5) * p * 2
             scores = (rng.random(128) < min(q, 1)).astype(float).tolist()
-            items.append({"input": f"{src}-{i}", "output": ["."] * 128, "answer": "1",
-                          "score": scores, "response_length": [1] * 128, "data_source": src})
+            items.append(
+                {
+                    "input": f"{src}-{i}",
+                    "output": ["."] * 128,
+                    "answer": "1",
+                    "score": scores,
+                    "response_length": [1] * 128,
+                    "data_source": src,
+                }
+            )
     items[0]["score"] = [0.0] * 128  # never solved
     items[1]["score"] = [0.0] * 127 + [1.0]  # solved once
     return items
@@ -89,8 +102,12 @@ def test_seed_cli_on_native_step_file_and_bad_file(tmp_path, capsys):
     p = tmp_path / "step_5.jsonl"
     with open(p, "w") as f:
         for it in items:
-            f.write(json.dumps({"data_source": it["data_source"], "id": it["input"],
-                                "scores": [int(s) for s in it["score"]]}) + "\n")
+            f.write(
+                json.dumps(
+                    {"data_source": it["data_source"], "id": it["input"], "scores": [int(s) for s in it["score"]]}
+                )
+                + "\n"
+            )
     assert seed_main([str(p)]) == 0
     out = capsys.readouterr().out
     assert f"##  Pass128: {reference(items)[3][128]}"[:20] in out

@@ -21,14 +21,7 @@ from analysis_fixtures import (
 
 from analysis.core import Options, analyse, parse_checkpoint
 from analysis.synthetic import write_sweep
-from analysis.tables import (
-    cost_table,
-    main_table,
-    per_benchmark_table,
-    to_latex,
-    to_markdown,
-    write_tables,
-)
+from analysis.tables import cost_table, main_table, per_benchmark_table, to_latex, to_markdown, write_tables
 
 FAST = {"n_boot": 200, "seed": 0}
 
@@ -63,7 +56,8 @@ def test_main_table_numbers(two_runs):
         assert mt.loc[lab, "Avg@4"] == pytest.approx(_avg(probs))
         assert mt.loc[lab, "Pass@4"] == pytest.approx(_passk(probs, 4))
     assert a.value("dars_et", "macro", "avg") == pytest.approx(
-        (_avg(HAND_EVAL_B, "aime") + _avg(HAND_EVAL_B, "math")) / 2)
+        (_avg(HAND_EVAL_B, "aime") + _avg(HAND_EVAL_B, "math")) / 2
+    )
     for k in (1, 2, 3):
         assert a.value("baseline", "all", "pass", k) == pytest.approx(_passk(HAND_EVAL_A, k))
     # maj@4 at HAND_EVAL_B: aime-0 majority "1" is wrong, aime-1 tie 7/5 -> 0.5, math all right
@@ -96,15 +90,12 @@ def test_labels_pool_seeds_and_order(tmp_path):
     # default: runs that differ only in their seed form one label (mean over the seeds)
     a = analyse([tmp_path], Options(**FAST))
     assert a.label_order == ["baseline", "dars_et"]
-    assert a.value("dars_et", "all", "avg") == pytest.approx(
-        (_avg(HAND_EVAL_A) + _avg(HAND_EVAL_B)) / 2)
+    assert a.value("dars_et", "all", "avg") == pytest.approx((_avg(HAND_EVAL_A) + _avg(HAND_EVAL_B)) / 2)
     per_seed = analyse([tmp_path], Options(pool_seeds=False, **FAST))
     assert per_seed.label_order == ["baseline", "dars_et-s0", "dars_et-s1"]
-    pooled = analyse([tmp_path], Options(labels={"dars_et": "DARS-ET", "baseline": "GRPO"},
-                                         order=["DARS-ET"], **FAST))
+    pooled = analyse([tmp_path], Options(labels={"dars_et": "DARS-ET", "baseline": "GRPO"}, order=["DARS-ET"], **FAST))
     assert pooled.label_order == ["DARS-ET", "GRPO"]
-    assert pooled.value("DARS-ET", "all", "avg") == pytest.approx(
-        (_avg(HAND_EVAL_A) + _avg(HAND_EVAL_B)) / 2)
+    assert pooled.value("DARS-ET", "all", "avg") == pytest.approx((_avg(HAND_EVAL_A) + _avg(HAND_EVAL_B)) / 2)
     assert int(pooled.results.query("label == 'DARS-ET'")["n_runs"].iloc[0]) == 2
     glob = analyse([tmp_path], Options(labels={"dars_*-s1": "one"}, **FAST))
     assert sorted(glob.label_order) == ["baseline", "dars_et", "one"]
@@ -131,13 +122,11 @@ def test_ragged_samples_report_missing_pass_at_k(tmp_path):
 
 
 def test_unknown_and_excluded_sources(tmp_path):
-    probs = list(HAND_EVAL_B) + [("train", "t-0", [1, 1, 1, 1], ["a"] * 4),
-                                 ("gsm_toy", "g-0", [0, 1, 0, 1], ["a"] * 4)]
+    probs = list(HAND_EVAL_B) + [("train", "t-0", [1, 1, 1, 1], ["a"] * 4), ("gsm_toy", "g-0", [0, 1, 0, 1], ["a"] * 4)]
     write_handmade_run(tmp_path, "dars_et", evals={4: probs})
     a = analyse([tmp_path], Options(**FAST))
     assert a.benchmarks == ["aime", "math", "gsm_toy"]
-    assert a.value("dars_et", "all", "avg") == pytest.approx(
-        _avg([p for p in probs if p[0] != "train"]))
+    assert a.value("dars_et", "all", "avg") == pytest.approx(_avg([p for p in probs if p[0] != "train"]))
     assert any("gsm_toy" in n for n in a.notes) and any("'train'" in n for n in a.notes)
     keep = analyse([tmp_path], Options(exclude_sources=(), **FAST))
     assert "train" in keep.benchmarks
@@ -166,8 +155,10 @@ def test_cost_table(two_runs):
 
 
 def test_markdown_and_latex_rendering():
-    df = pd.DataFrame({"AIME24": [0.1234, 0.2], "Avg@4": [0.5, 0.5], "Pass@4": [np.nan, 0.9]},
-                      index=pd.Index(["dars_et", "a&b"], name="label"))
+    df = pd.DataFrame(
+        {"AIME24": [0.1234, 0.2], "Avg@4": [0.5, 0.5], "Pass@4": [np.nan, 0.9]},
+        index=pd.Index(["dars_et", "a&b"], name="label"),
+    )
     # by default nothing is bold: a plain maximum says nothing about significance
     assert "**" not in to_markdown(df) and "textbf" not in to_latex(df)
     md = to_markdown(df, bold_best=True)  # the plain maximum as displayed, on request
@@ -185,7 +176,9 @@ def test_markdown_and_latex_rendering():
     mask = pd.DataFrame(False, index=df.index, columns=df.columns)
     mask.loc["a&b", "Pass@4"] = True
     assert to_markdown(df, bold_best=mask).splitlines()[2:] == [
-        "| dars_et | 12.3 | 50.0 | – |", "| a&b | 20.0 | 50.0 | **90.0** |"]
+        "| dars_et | 12.3 | 50.0 | – |",
+        "| a&b | 20.0 | 50.0 | **90.0** |",
+    ]
     tex = to_latex(df, bold_best=mask)
     assert tex.count("textbf") == 1 and "\\textbf{90.0}" in tex
 
@@ -195,8 +188,16 @@ def test_write_tables_files(two_runs, tmp_path):
     out = tmp_path / "t"
     written = write_tables(a, out)
     assert set(written) >= {"main", "main_ci", "passk", "pass1", "maj", "cost"}
-    for name in ("main.md", "main.tex", "main.csv", "cost.csv", "passk.tex", "results_long.csv",
-                 "trajectory.csv", "training.csv"):
+    for name in (
+        "main.md",
+        "main.tex",
+        "main.csv",
+        "cost.csv",
+        "passk.tex",
+        "results_long.csv",
+        "trajectory.csv",
+        "training.csv",
+    ):
         assert (out / name).stat().st_size > 0
     csv = pd.read_csv(out / "main.csv").set_index("label")
     assert csv.loc["dars_et", "all/avg@4"] == pytest.approx(_avg(HAND_EVAL_B))
@@ -229,8 +230,7 @@ def test_summary_mismatch_is_noted(tmp_path):
     lines[-1]["val/all/avg@4"] = 0.123
     (run / "eval" / "summary.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     a = analyse([tmp_path], Options(**FAST))
-    assert any("summary.jsonl says val/all/avg@4=0.123" in n
-               for _l, _p, ns in a.run_notes() for n in ns)
+    assert any("summary.jsonl says val/all/avg@4=0.123" in n for _l, _p, ns in a.run_notes() for n in ns)
     assert a.value("dars_et", "all", "avg") == pytest.approx(_avg(HAND_EVAL_B))
 
 
@@ -248,8 +248,7 @@ def with_untrained(tmp_path):
     write_handmade_run(tmp_path, "dars_et", extra_per_step=3)
     write_base_only_run(tmp_path, "dars_hw")
     write_base_only_run(tmp_path, "depth_naive", steps=3, state="killed")
-    write_handmade_run(tmp_path, "breadth_naive", state="running",
-                       evals={2: HAND_EVAL_A, 4: HAND_EVAL_PERFECT})
+    write_handmade_run(tmp_path, "breadth_naive", state="running", evals={2: HAND_EVAL_A, 4: HAND_EVAL_PERFECT})
     return tmp_path
 
 
@@ -282,8 +281,7 @@ def test_untrained_and_partial_runs_are_left_out_and_listed(with_untrained, tmp_
 def test_include_base_and_partial_show_labelled_rows_never_ranked(with_untrained, tmp_path):
     a = analyse([with_untrained], Options(include_base=True, include_partial=True, **FAST))
     mt = main_table(a)
-    assert list(mt.index) == ["baseline", "depth_naive (base)", "breadth_naive (partial)",
-                              "dars_et", "dars_hw (base)"]
+    assert list(mt.index) == ["baseline", "depth_naive (base)", "breadth_naive (partial)", "dars_et", "dars_hw (base)"]
     assert mt.loc["dars_hw (base)", "Avg@4"] == pytest.approx(1.0)
     assert mt.loc["breadth_naive (partial)", "Avg@4"] == pytest.approx(1.0)
     assert {e.shown_as for e in a.excluded} == set(mt.index) - {"baseline", "dars_et"}
@@ -320,8 +318,7 @@ def test_a_partial_seed_does_not_dilute_its_group(tmp_path):
 
 def test_best_checkpoint_is_never_the_base_model(tmp_path):
     # training made it worse: the best evaluation is the base model, which is not a checkpoint
-    write_handmade_run(tmp_path, "dars_et", evals={0: HAND_EVAL_PERFECT, 2: HAND_EVAL_A,
-                                                   4: HAND_EVAL_B})
+    write_handmade_run(tmp_path, "dars_et", evals={0: HAND_EVAL_PERFECT, 2: HAND_EVAL_A, 4: HAND_EVAL_B})
     a = analyse([tmp_path], Options(checkpoint="best:all", **FAST))
     assert a.checkpoints["step"].tolist() == [4] and not a.excluded
     # ... but step:0 asks for the base model: then the run is not a trained result
@@ -376,8 +373,7 @@ def test_bold_only_where_the_ci_excludes_zero(tmp_path):
 
     # dars_hw: +3 correct samples of 8 on every problem (clearly better); dars_et: one more
     # correct sample on 3 of 30 problems (the highest Avg, but well inside the noise)
-    _planted(tmp_path / "runs", {"baseline": (0, 0, ()), "dars_et": (0, 1, (1, 4, 17)),
-                                 "dars_hw": (3, 0, ())})
+    _planted(tmp_path / "runs", {"baseline": (0, 0, ()), "dars_et": (0, 1, (1, 4, 17)), "dars_hw": (3, 0, ())})
     a = analyse([tmp_path / "runs"], Options(**FAST))
     out = tmp_path / "t"
     write_tables(a, out)
@@ -387,17 +383,17 @@ def test_bold_only_where_the_ci_excludes_zero(tmp_path):
     # every bold cell, and only those, is where the paired interval says so
     cmp = make_comparer(a)
     mt = main_table(a)
-    cols = {"AIME24": ("avg", "aime"), "MATH-500": ("avg", "math"), "Avg@8": ("avg", "all"),
-            "Pass@8": ("pass", "all")}
+    cols = {"AIME24": ("avg", "aime"), "MATH-500": ("avg", "math"), "Avg@8": ("avg", "all"), "Pass@8": ("pass", "all")}
     want = _rule_mask(a, mt, cols, cmp)
     assert {c: [r for r, b in main.items() if c in b] for c in cols} == {
-        c: [top] if top else [] for c, top in want.items()}
+        c: [top] if top else [] for c, top in want.items()
+    }
     pk = per_benchmark_table(a, "pass", 8)
-    want = _rule_mask(a, pk, {"AIME24": ("pass", "aime"), "MATH-500": ("pass", "math"),
-                              "Micro": ("pass", "all")}, cmp)
+    want = _rule_mask(a, pk, {"AIME24": ("pass", "aime"), "MATH-500": ("pass", "math"), "Micro": ("pass", "all")}, cmp)
     passk = _bold_cells((out / "passk.md").read_text())
     assert {c: [r for r, b in passk.items() if c in b] for c in want} == {
-        c: [top] if top else [] for c, top in want.items()}
+        c: [top] if top else [] for c, top in want.items()
+    }
     assert "Macro" not in passk["dars_hw"]  # no paired interval for a macro mean
     assert "Never bold (no paired interval): Macro" in (out / "passk.md").read_text()
     tex = (out / "main.tex").read_text()

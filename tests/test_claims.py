@@ -13,13 +13,7 @@ import math
 
 import pandas as pd
 import pytest
-from analysis_fixtures import (
-    PLANTED_N_VAL,
-    planted_counts,
-    planted_mean_delta,
-    planted_problems,
-    write_planted_run,
-)
+from analysis_fixtures import PLANTED_N_VAL, planted_counts, planted_mean_delta, planted_problems, write_planted_run
 
 from analysis import regenerate
 from analysis.claims import load_claims, parse_claims, write_claims
@@ -143,11 +137,13 @@ def test_shipped_claims_load_and_reference_known_metrics():
 
 def test_user_claims_extend_and_replace(tmp_path):
     f = tmp_path / "mine.yaml"
-    f.write_text("claims:\n"
-                 "  - {id: C1, text: replaced, variant: dars_hw, reference: base, metric: pass@2,"
-                 " direction: greater}\n"
-                 "  - {id: X1, text: mine, variant: a, reference: b, metric: 'mean:acc/stage1',"
-                 " direction: less}\n")
+    f.write_text(
+        "claims:\n"
+        "  - {id: C1, text: replaced, variant: dars_hw, reference: base, metric: pass@2,"
+        " direction: greater}\n"
+        "  - {id: X1, text: mine, variant: a, reference: b, metric: 'mean:acc/stage1',"
+        " direction: less}\n"
+    )
     claims = load_claims([f])
     ids = [c.id for c in claims]
     assert ids[0] == "C1" and ids[-1] == "X1" and len(ids) == 9
@@ -155,13 +151,16 @@ def test_user_claims_extend_and_replace(tmp_path):
     assert [c.id for c in load_claims([f], paper=False)] == ["C1", "X1"]
 
 
-@pytest.mark.parametrize("body,msg", [
-    ("- {id: A, variant: x, reference: y, metric: median, direction: greater}", "unknown metric"),
-    ("- {id: A, variant: x, reference: y, metric: avg, direction: up}", "direction must be"),
-    ("- {id: A, variant: x, reference: y, metrics: avg, direction: less}", "unknown key"),
-    ("- {variant: x, reference: y, metric: avg, direction: less}", "missing 'id'"),
-    ("- {id: A, reference: y, metric: avg, direction: less}", "missing 'variant'"),
-])
+@pytest.mark.parametrize(
+    "body,msg",
+    [
+        ("- {id: A, variant: x, reference: y, metric: median, direction: greater}", "unknown metric"),
+        ("- {id: A, variant: x, reference: y, metric: avg, direction: up}", "direction must be"),
+        ("- {id: A, variant: x, reference: y, metrics: avg, direction: less}", "unknown key"),
+        ("- {variant: x, reference: y, metric: avg, direction: less}", "missing 'id'"),
+        ("- {id: A, reference: y, metric: avg, direction: less}", "missing 'variant'"),
+    ],
+)
 def test_bad_claims_are_reported(body, msg):
     import yaml
 
@@ -184,15 +183,14 @@ def _row(table, claim, metric_prefix="Avg"):
 def test_planted_estimates_and_verdicts(judged):
     _out, _w, t = judged
     pos = _row(t, "POS")
-    assert pos["delta"] == pytest.approx(planted_mean_delta(_counts("breadth_naive"),
-                                                            _counts("baseline")))
+    assert pos["delta"] == pytest.approx(planted_mean_delta(_counts("breadth_naive"), _counts("baseline")))
     assert pos["verdict"] == HOLDS and pos["lo"] > 0 and pos["unit"] == "fraction"
     pos_pass = _row(t, "POS", "Pass")
-    assert pos_pass["delta"] == pytest.approx(planted_mean_delta(
-        _counts("breadth_naive"), _counts("baseline"), k=PLANTED_N_VAL))
+    assert pos_pass["delta"] == pytest.approx(
+        planted_mean_delta(_counts("breadth_naive"), _counts("baseline"), k=PLANTED_N_VAL)
+    )
     neg = _row(t, "NEG")
-    assert neg["delta"] == pytest.approx(planted_mean_delta(_counts("dars_et"),
-                                                            _counts("baseline")))
+    assert neg["delta"] == pytest.approx(planted_mean_delta(_counts("dars_et"), _counts("baseline")))
     assert neg["delta"] < 0 and neg["verdict"] == CONTRADICTED
     zero = _row(t, "ZERO")
     assert zero["delta"] == pytest.approx(0.0, abs=1e-12)
@@ -243,8 +241,7 @@ def test_paired_and_unpaired_seed_groups(analysis):
     unpaired = cmp.compare("dars_et_breadth", "baseline", "avg")
     d = unpaired.delta
     assert not d.paired_seeds and (d.n_seeds, d.n_seeds_ref) == (3, 3)
-    assert d.estimate == pytest.approx(planted_mean_delta(_counts("dars_et_breadth"),
-                                                          _counts("baseline")))
+    assert d.estimate == pytest.approx(planted_mean_delta(_counts("dars_et_breadth"), _counts("baseline")))
     # per benchmark and overall from the same comparison
     assert set(unpaired.by_benchmark) == {"aime", "math"}
     assert unpaired.by_benchmark["aime"].n_problems == 9 and d.n_problems == 30
@@ -273,8 +270,7 @@ def test_base_is_each_runs_own_step0(tmp_path):
     other seed's step 0 (or a pooled base) could not give."""
     for seed, shift in ((0, 0), (1, 1), (2, -1)):
         base = [min(6, max(0, c + shift)) for _s, _i, c in planted_problems()]
-        write_planted_run(tmp_path, "baseline", seed, base_counts=base,
-                          final_counts=[b + 2 for b in base])
+        write_planted_run(tmp_path, "baseline", seed, base_counts=base, final_counts=[b + 2 for b in base])
     a = analyse([tmp_path], Options(n_boot=200))
     d = Comparer(a, n_boot=200).compare("baseline", BASE, "avg").delta
     assert d.estimate == pytest.approx(2 / PLANTED_N_VAL)
@@ -308,9 +304,19 @@ def test_without_step0_the_base_comparison_is_not_run(tmp_path):
 def test_one_seed_per_run_metric_is_inconclusive(tmp_path):
     plan = {k: (*PLAN[k][:4], (0,)) for k in ("baseline", "breadth_naive")}
     a = analyse([_sweep(tmp_path, plan, killed=False)], Options(n_boot=100))
-    claims = parse_claims({"claims": [{"id": "E", "variant": "breadth_naive",
-                                       "reference": "baseline", "metric": "entropy_second_half",
-                                       "direction": "greater"}]})
+    claims = parse_claims(
+        {
+            "claims": [
+                {
+                    "id": "E",
+                    "variant": "breadth_naive",
+                    "reference": "baseline",
+                    "metric": "entropy_second_half",
+                    "direction": "greater",
+                }
+            ]
+        }
+    )
     write_claims(a, tmp_path / "t", claims)
     row = pd.read_csv(tmp_path / "t" / "claims.csv").iloc[0]
     assert row["delta"] == pytest.approx(0.5) and row["verdict"] == INCONCLUSIVE
@@ -333,8 +339,7 @@ def test_per_seed_labels_make_experiment_names_ambiguous(sweep):
 def test_regenerate_writes_prints_and_embeds_claims(sweep, tmp_path):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = regenerate.main([str(sweep), "--out", str(tmp_path), "--no-figures",
-                              "--bootstrap", "200"])
+        rc = regenerate.main([str(sweep), "--out", str(tmp_path), "--no-figures", "--bootstrap", "200"])
     assert rc == 0
     text = buf.getvalue()
     tables = tmp_path / "tables"
@@ -355,8 +360,21 @@ def test_regenerate_writes_prints_and_embeds_claims(sweep, tmp_path):
     f = tmp_path / "mine.yaml"
     f.write_text(PLANTED)
     with contextlib.redirect_stdout(io.StringIO()):
-        assert regenerate.main([str(sweep), "--out", str(tmp_path / "o2"), "--no-figures",
-                                "--bootstrap", "100", "--claims", str(f),
-                                "--no-paper-claims"]) == 0
+        assert (
+            regenerate.main(
+                [
+                    str(sweep),
+                    "--out",
+                    str(tmp_path / "o2"),
+                    "--no-figures",
+                    "--bootstrap",
+                    "100",
+                    "--claims",
+                    str(f),
+                    "--no-paper-claims",
+                ]
+            )
+            == 0
+        )
     ids = set(pd.read_csv(tmp_path / "o2" / "tables" / "claims.csv")["claim"])
     assert ids == {"POS", "NEG", "ZERO", "BASE", "RUN", "GONE"}

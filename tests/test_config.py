@@ -6,12 +6,7 @@ import json
 import pytest
 from conftest import ROOT, compose_config, run_dars
 
-from dars.config import (  # also registers the run-name resolver
-    SCHEMA,
-    ConfigError,
-    check_overrides,
-    validate,
-)
+from dars.config import SCHEMA, ConfigError, check_overrides, validate  # also registers the run-name resolver
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (ROOT / "conf/preset").glob("*.yaml"))
@@ -35,8 +30,10 @@ def checkpoint(tmp_path):
 
 
 def test_catalogue_is_the_seven_paper_rows():
-    assert EXPERIMENTS == sorted(["baseline", "depth_naive", "breadth_naive", "dars_et", "dars_hw",
-                                  "dars_et_breadth", "dars_hw_breadth"])
+    assert (
+        sorted(["baseline", "depth_naive", "breadth_naive", "dars_et", "dars_hw", "dars_et_breadth", "dars_hw_breadth"])
+        == EXPERIMENTS
+    )
     assert {"tiny", "qwen2.5-math-1.5b", "qwen2.5-math-7b", "llama-3.1-8b"} <= set(PRESETS)
 
 
@@ -53,8 +50,9 @@ def test_every_experiment_and_preset_composes(experiment, preset, checkpoint, pa
     assert t.batch_size == (s.breadth_batch_size if breadth else s.batch_size)
     assert t.lr == (s.breadth_lr if breadth else s.lr)
     assert cfg.rollout.n == (s.depth_naive_n if experiment == "depth_naive" else s.n)
-    assert a.schedule == {"et": "et", "hw": "hw"}.get(experiment.split("_")[-1].replace("breadth", "") or "x",
-                                                          a.schedule)
+    assert a.schedule == {"et": "et", "hw": "hw"}.get(
+        experiment.split("_")[-1].replace("breadth", "") or "x", a.schedule
+    )
     if experiment.startswith("dars"):
         assert a.filter_groups and t.update_mode == "full_batch" and t.ppo_epochs == 2
         assert a.n_max == (32 if "_et" in experiment else 64)
@@ -81,8 +79,9 @@ def _job(overrides: list[str]) -> dict:
     return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
 
-@pytest.mark.parametrize("row,depth", [("breadth_naive", "baseline"), ("dars_et_breadth", "dars_et"),
-                                       ("dars_hw_breadth", "dars_hw")])
+@pytest.mark.parametrize(
+    "row,depth", [("breadth_naive", "baseline"), ("dars_et_breadth", "dars_et"), ("dars_hw_breadth", "dars_hw")]
+)
 def test_breadth_is_one_override(row, depth):
     """conf/train/breadth.yaml is the breadth settings, once: each breadth row is its depth row plus train=breadth."""
     breadth = _job([f"experiment={row}"])
@@ -100,21 +99,24 @@ def test_the_7b_preset_is_the_15b_preset_renamed():
     assert big == small
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["algorithm.n_max=4"], "algorithm.n_max=4 is smaller than rollout.n=8"),
-    (["experiment=baseline", "train.batch_size=6"], "not divisible by train.ppo_mini_batch_size"),
-    (["eval.max_k=64"], "eval.max_k=64 needs at least"),
-    (["reward.version=exact"], "reward.version='exact' is unknown"),
-    (["model.path=/no/such/checkpoint"], "model.path=/no/such/checkpoint is not a local directory"),
-    (["preset=qwen2.5-math-1.5b"], "model.path is required"),
-    (["algorithm.loss_agg_mode=mean"], "loss_agg_mode='mean' is unknown"),
-    # typed values that used to crash mid-run (TypeError / ZeroDivisionError, exit 1) or pass silently
-    (["train.lr=fast"], "train.lr='fast' must be a number (float), e.g. train.lr=1e-4"),
-    (["experiment=baseline", "train.ppo_mini_batch_size=0"], "train.ppo_mini_batch_size=0 must be >= 1"),
-    (["eval.max_k=0"], "eval.max_k=0 must be >= 1 (or null = n_val)"),
-    (["seed=abc"], "seed='abc' must be an integer (int), e.g. seed=1"),
-    (["+foo=1"], "foo"),  # an added key nothing reads
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["algorithm.n_max=4"], "algorithm.n_max=4 is smaller than rollout.n=8"),
+        (["experiment=baseline", "train.batch_size=6"], "not divisible by train.ppo_mini_batch_size"),
+        (["eval.max_k=64"], "eval.max_k=64 needs at least"),
+        (["reward.version=exact"], "reward.version='exact' is unknown"),
+        (["model.path=/no/such/checkpoint"], "model.path=/no/such/checkpoint is not a local directory"),
+        (["preset=qwen2.5-math-1.5b"], "model.path is required"),
+        (["algorithm.loss_agg_mode=mean"], "loss_agg_mode='mean' is unknown"),
+        # typed values that used to crash mid-run (TypeError / ZeroDivisionError, exit 1) or pass silently
+        (["train.lr=fast"], "train.lr='fast' must be a number (float), e.g. train.lr=1e-4"),
+        (["experiment=baseline", "train.ppo_mini_batch_size=0"], "train.ppo_mini_batch_size=0 must be >= 1"),
+        (["eval.max_k=0"], "eval.max_k=0 must be >= 1 (or null = n_val)"),
+        (["seed=abc"], "seed='abc' must be an integer (int), e.g. seed=1"),
+        (["+foo=1"], "foo"),  # an added key nothing reads
+    ],
+)
 def test_bad_config_fails_cleanly(overrides, message, tmp_path, cache_dir):
     proc = run_dars([*overrides, f"paths.output_dir={tmp_path}"], tmp_path, cache_dir, check=False)
     assert proc.returncode == 2, proc.stderr
@@ -125,11 +127,14 @@ def test_bad_config_fails_cleanly(overrides, message, tmp_path, cache_dir):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*-s*")), "run directory left"
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["experiment=dars_xx"], "Could not find 'experiment/dars_xx'"),  # and it lists the choices
-    (["train.bach_size=8"], "Could not override 'train.bach_size'"),  # a key that does not exist
-    (["train.lr=="], "Error parsing override"),  # not an override at all
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["experiment=dars_xx"], "Could not find 'experiment/dars_xx'"),  # and it lists the choices
+        (["train.bach_size=8"], "Could not override 'train.bach_size'"),  # a key that does not exist
+        (["train.lr=="], "Error parsing override"),  # not an override at all
+    ],
+)
 def test_command_line_errors_hydra_reports_exit_2_and_leave_nothing(overrides, message, tmp_path, cache_dir):
     """Hydra reports these itself before dars' main runs (it exits 1 for them); the README promises 2."""
     proc = run_dars(overrides, tmp_path, cache_dir, check=False)
@@ -144,8 +149,7 @@ def test_command_line_errors_hydra_reports_exit_2_and_leave_nothing(overrides, m
 def test_a_run_that_fails_after_its_checks_still_exits_1(tmp_path, cache_dir):
     """Only errors from before the run exit 2: a failure inside the run is not a usage error."""
     bad = make_checkpoint(tmp_path / "empty-files")  # passes the file check, cannot be loaded
-    proc = run_dars([f"model.path={bad}", "train.total_steps=1"], tmp_path / "out",
-                    cache_dir, check=False)
+    proc = run_dars([f"model.path={bad}", "train.total_steps=1"], tmp_path / "out", cache_dir, check=False)
     assert proc.returncode == 1, proc.stderr[-2000:]
 
 
@@ -159,8 +163,14 @@ def test_paper_grid_sweep_file_composes():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "dars.run", "--config-dir", "sweeps", "--config-name", "paper_grid",
-                           "--cfg", "hydra"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dars.run", "--config-dir", "sweeps", "--config-name", "paper_grid", "--cfg", "hydra"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "mode: MULTIRUN" in proc.stdout
     assert "experiment: glob(*)" in proc.stdout and "seed: 0,1,2" in proc.stdout
@@ -169,8 +179,12 @@ def test_paper_grid_sweep_file_composes():
 def test_a_bad_job_in_a_sweep_fails_alone(tmp_path, cache_dir):
     from conftest import FAST
 
-    proc = run_dars(["-m", "experiment=dars_et", "algorithm.n_max=4,32", "train.total_steps=1", *FAST],
-                    tmp_path, cache_dir, check=False)
+    proc = run_dars(
+        ["-m", "experiment=dars_et", "algorithm.n_max=4,32", "train.total_steps=1", *FAST],
+        tmp_path,
+        cache_dir,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "algorithm.n_max=4 is smaller than rollout.n=8" in proc.stderr
     runs = [p.name for p in (tmp_path / "sweeps/tiny").iterdir() if p.is_dir()]
@@ -182,8 +196,9 @@ def test_help_lists_experiments_and_presets():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "dars.run", "--help"], check=False, cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dars.run", "--help"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0
     assert "experiment: baseline, breadth_naive, dars_et" in proc.stdout
     assert "preset: llama-3.1-8b, qwen2.5-math-1.5b" in proc.stdout
@@ -196,25 +211,28 @@ def _config_error(overrides: list[str]) -> str:
     return str(e.value)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["train.lr=fast"], "train.lr='fast' must be a number (float), e.g. train.lr=1e-4"),
-    (["algorithm.n_max=lots"], "algorithm.n_max='lots' must be an integer (int), e.g. algorithm.n_max="),
-    (["train.batch_size=8.5"], "train.batch_size=8.5 must be an integer (int), e.g. train.batch_size="),
-    (["train.batch_size=true"], "train.batch_size=true must be an integer (int)"),  # bool is not 1
-    (["seed=abc"], "seed='abc' must be an integer (int), e.g. seed="),
-    (["experiment=baseline", "train.ppo_mini_batch_size=0"], "train.ppo_mini_batch_size=0 must be >= 1, e.g. "),
-    (["algorithm.upper_threshold=1.5"], "algorithm.upper_threshold=1.5 must be in (0, 1]"),
-    (["rollout.top_p=0"], "rollout.top_p=0 must be in (0, 1]"),
-    (["train.val_before_train=yes"], "train.val_before_train='yes' must be true or false (bool)"),
-    (["train.lr=null"], "train.lr=null must be set: a number (float), e.g. train.lr=1e-4"),
-    (["reward.timeout_s=soon"], "reward.timeout_s='soon' must be a number (float)"),
-    (["data.levels=[add21,1]"], "data.levels=['add21', 1] must be a list of str, not 1"),
-    # a preset value is named where it is set, not where it is used
-    (["scale.lr=fast"], "scale.lr='fast' must be a number (float), e.g. scale.lr=1e-4"),
-    (["train.batch_size=${paths.data_dir}"], "train.batch_size='data' (from paths.data_dir) must be an integer"),
-    (["~train.grad_clip"], "train.grad_clip is missing; set it, e.g. +train.grad_clip=1.0"),
-    (["logger.wandb.mode=on"], "logger.wandb.mode='on' is unknown; use online, offline, disabled or null"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["train.lr=fast"], "train.lr='fast' must be a number (float), e.g. train.lr=1e-4"),
+        (["algorithm.n_max=lots"], "algorithm.n_max='lots' must be an integer (int), e.g. algorithm.n_max="),
+        (["train.batch_size=8.5"], "train.batch_size=8.5 must be an integer (int), e.g. train.batch_size="),
+        (["train.batch_size=true"], "train.batch_size=true must be an integer (int)"),  # bool is not 1
+        (["seed=abc"], "seed='abc' must be an integer (int), e.g. seed="),
+        (["experiment=baseline", "train.ppo_mini_batch_size=0"], "train.ppo_mini_batch_size=0 must be >= 1, e.g. "),
+        (["algorithm.upper_threshold=1.5"], "algorithm.upper_threshold=1.5 must be in (0, 1]"),
+        (["rollout.top_p=0"], "rollout.top_p=0 must be in (0, 1]"),
+        (["train.val_before_train=yes"], "train.val_before_train='yes' must be true or false (bool)"),
+        (["train.lr=null"], "train.lr=null must be set: a number (float), e.g. train.lr=1e-4"),
+        (["reward.timeout_s=soon"], "reward.timeout_s='soon' must be a number (float)"),
+        (["data.levels=[add21,1]"], "data.levels=['add21', 1] must be a list of str, not 1"),
+        # a preset value is named where it is set, not where it is used
+        (["scale.lr=fast"], "scale.lr='fast' must be a number (float), e.g. scale.lr=1e-4"),
+        (["train.batch_size=${paths.data_dir}"], "train.batch_size='data' (from paths.data_dir) must be an integer"),
+        (["~train.grad_clip"], "train.grad_clip is missing; set it, e.g. +train.grad_clip=1.0"),
+        (["logger.wandb.mode=on"], "logger.wandb.mode='on' is unknown; use online, offline, disabled or null"),
+    ],
+)
 def test_typed_values_are_checked_before_any_work(overrides, message):
     assert message in _config_error(overrides)
 
@@ -240,11 +258,17 @@ def _leaf_keys(node, prefix=""):
             yield key
 
 
-@pytest.mark.parametrize("overrides", [
-    [f"preset={p}", "model.path=/x"] for p in PRESETS] + [
-    ["backend=verl", "logger=wandb"], ["model=qwen2_1.5b_shape"], ["data=parquet", "data.train_file=x", "data.val_file=x"],
-    ["model=hf", "model.path=/x", "data=math12k_no_template"], ["update=full_batch", "schedule=et_table"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [[f"preset={p}", "model.path=/x"] for p in PRESETS]
+    + [
+        ["backend=verl", "logger=wandb"],
+        ["model=qwen2_1.5b_shape"],
+        ["data=parquet", "data.train_file=x", "data.val_file=x"],
+        ["model=hf", "model.path=/x", "data=math12k_no_template"],
+        ["update=full_batch", "schedule=et_table"],
+    ],
+)
 def test_schema_lists_every_field_of_the_composed_config(overrides):
     """A field added to conf/ without an entry in dars.config.SCHEMA would go unchecked (and a
     `+` override of it would be refused): list it there with its type and range."""
@@ -268,8 +292,9 @@ def compose_sweep(sweep: str, overrides: list[str]):
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "sweeps"), version_base="1.3"):
-        cfg = compose(sweep, overrides=[*overrides, f"hydra.searchpath=[file://{ROOT / 'conf'}]"],
-                      return_hydra_config=True)
+        cfg = compose(
+            sweep, overrides=[*overrides, f"hydra.searchpath=[file://{ROOT / 'conf'}]"], return_hydra_config=True
+        )
         HydraConfig.instance().set_config(cfg)
     return cfg
 
@@ -306,11 +331,7 @@ def sweep_trials(sweep: str) -> list[dict[str, str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from dars.tune import (
-        DarsOptunaSweeperImpl,
-        format_value,
-        parse_search_space_strings,
-    )
+    from dars.tune import DarsOptunaSweeperImpl, format_value, parse_search_space_strings
 
     spec = compose_sweep(sweep, []).hydra.sweeper
     assert spec.params, f"sweeps/{sweep}.yaml has no hydra.sweeper.params"
@@ -327,8 +348,7 @@ def sweep_trials(sweep: str) -> list[dict[str, str]]:
         assert all(set(t) <= set(space) for t in extra), "an enqueued trial sets a key outside the search space"
     else:
         assert spec._target_.endswith("BasicSweeper"), spec._target_
-        values = {o.get_key_element(): _basic_sweep_values(o)
-                  for o in OverridesParser.create().parse_overrides(lines)}
+        values = {o.get_key_element(): _basic_sweep_values(o) for o in OverridesParser.create().parse_overrides(lines)}
         extra = []
     keys = list(values)
     trials = [dict(zip(keys, combo)) for combo in itertools.product(*(values[k] for k in keys))]
@@ -422,18 +442,33 @@ def _long_prompt_files(tmp_path, n_train=40, n_val=5):
     from dars.verl_data import write_verl_parquet
 
     def rows(n, split):
-        return [{"data_source": "math", "prompt": [{"role": "user", "content": f"Compute {i} plus {i}, please."}],
-                 "ability": "math", "reward_model": {"ground_truth": str(2 * i), "style": "rule"},
-                 "extra_info": {"index": i, "split": split}} for i in range(n)]
+        return [
+            {
+                "data_source": "math",
+                "prompt": [{"role": "user", "content": f"Compute {i} plus {i}, please."}],
+                "ability": "math",
+                "reward_model": {"ground_truth": str(2 * i), "style": "rule"},
+                "extra_info": {"index": i, "split": split},
+            }
+            for i in range(n)
+        ]
 
-    return (write_verl_parquet(rows(n_train, "train"), tmp_path / "train.parquet"),
-            write_verl_parquet(rows(n_val, "test"), tmp_path / "val.parquet"))
+    return (
+        write_verl_parquet(rows(n_train, "train"), tmp_path / "train.parquet"),
+        write_verl_parquet(rows(n_val, "test"), tmp_path / "val.parquet"),
+    )
 
 
 def test_parquet_with_the_tiny_model_names_every_override_at_once(tmp_path):
     train, val = _long_prompt_files(tmp_path)
-    common = ["experiment=baseline", "data=parquet", f"data.train_file={train}", f"data.val_file={val}",
-              "scale.batch_size=8", "scale.mini_batch_size=4"]
+    common = [
+        "experiment=baseline",
+        "data=parquet",
+        f"data.train_file={train}",
+        f"data.val_file={val}",
+        "scale.batch_size=8",
+        "scale.mini_batch_size=4",
+    ]
     msg = _config_error(common)
     assert "\n" not in msg
     fix = msg.split("needs: ", 1)[1].split(" (", 1)[0].split()
@@ -447,17 +482,30 @@ def test_parquet_with_the_tiny_model_names_every_override_at_once(tmp_path):
 
 def test_parquet_with_a_checkpoint_asks_for_none_of_the_tiny_fixes(tmp_path, checkpoint):
     train, val = _long_prompt_files(tmp_path)
-    validate(compose_config(["experiment=baseline", "data=parquet", f"data.train_file={train}",
-                             f"data.val_file={val}", "scale.batch_size=8", "scale.mini_batch_size=4",
-                             f"model.path={checkpoint}"]))
+    validate(
+        compose_config(
+            [
+                "experiment=baseline",
+                "data=parquet",
+                f"data.train_file={train}",
+                f"data.val_file={val}",
+                "scale.batch_size=8",
+                "scale.mini_batch_size=4",
+                f"model.path={checkpoint}",
+            ]
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- + overrides nothing reads
-@pytest.mark.parametrize("overrides,named", [
-    (["+foo=1", "train.lr=1e-4"], "+foo"),
-    (["+train.bach_size=8"], "+train.bach_size (did you mean train.batch_size?)"),
-    (["++eval.n_vals=4"], "+eval.n_vals (did you mean eval.n_val?)"),
-])
+@pytest.mark.parametrize(
+    "overrides,named",
+    [
+        (["+foo=1", "train.lr=1e-4"], "+foo"),
+        (["+train.bach_size=8"], "+train.bach_size (did you mean train.batch_size?)"),
+        (["++eval.n_vals=4"], "+eval.n_vals (did you mean eval.n_val?)"),
+    ],
+)
 def test_unknown_appended_keys_are_refused(overrides, named):
     with pytest.raises(ConfigError) as e:
         check_overrides(overrides)
@@ -466,15 +514,18 @@ def test_unknown_appended_keys_are_refused(overrides, named):
     assert "train.lr" not in msg.split("Nothing")[0]  # only the appended key is blamed
 
 
-@pytest.mark.parametrize("overrides", [
-    ["train.lr=1e-4", "experiment=dars_et", "seed=1"],          # plain changes
-    ["++train.lr=1e-4"],                                          # force-add of a known key
-    ["+model.warm_start.mix.add1=1.0"],                           # a free mapping: any level may be listed
-    ["~model.warm_start.mix"],                                    # deletions are validate()'s to judge
-    ["+schedule@algorithm=et"],                                   # a config group: Hydra checks it
-    ["+hydra.launcher.additional_parameters.mail-type=FAIL"],    # hydra's own config
-    ['backend.extra_overrides=["trainer.val_only=true"]'],        # the verl pass-through
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["train.lr=1e-4", "experiment=dars_et", "seed=1"],  # plain changes
+        ["++train.lr=1e-4"],  # force-add of a known key
+        ["+model.warm_start.mix.add1=1.0"],  # a free mapping: any level may be listed
+        ["~model.warm_start.mix"],  # deletions are validate()'s to judge
+        ["+schedule@algorithm=et"],  # a config group: Hydra checks it
+        ["+hydra.launcher.additional_parameters.mail-type=FAIL"],  # hydra's own config
+        ['backend.extra_overrides=["trainer.val_only=true"]'],  # the verl pass-through
+    ],
+)
 def test_known_and_legitimate_overrides_pass(overrides):
     check_overrides(overrides)
 
@@ -491,16 +542,34 @@ def test_data_the_tokenizer_cannot_render_exits_2_before_training(tmp_path, cach
     still one line, exit 2, and the run directory this start made is gone."""
     from dars.verl_data import write_verl_parquet
 
-    rows = [{"data_source": "train", "prompt": [{"role": "user", "content": "What is " + "1+" * 40 + "1?"}],
-             "ability": "math", "reward_model": {"ground_truth": "41", "style": "rule"},
-             "extra_info": {"index": i, "split": "train"}} for i in range(16)]
+    rows = [
+        {
+            "data_source": "train",
+            "prompt": [{"role": "user", "content": "What is " + "1+" * 40 + "1?"}],
+            "ability": "math",
+            "reward_model": {"ground_truth": "41", "style": "rule"},
+            "extra_info": {"index": i, "split": "train"},
+        }
+        for i in range(16)
+    ]
     write_verl_parquet(rows, tmp_path / "train.parquet")
     write_verl_parquet(rows[:4], tmp_path / "val.parquet")
     out = tmp_path / "out"
-    proc = run_dars(["data=parquet", f"data.train_file={tmp_path / 'train.parquet'}",
-                     f"data.val_file={tmp_path / 'val.parquet'}", f"model.path={ROOT / 'dars/assets/tiny_base'}",
-                     "data.use_template=false", "experiment=baseline", "train.batch_size=8",
-                     "train.ppo_mini_batch_size=4"], out, cache_dir, check=False)
+    proc = run_dars(
+        [
+            "data=parquet",
+            f"data.train_file={tmp_path / 'train.parquet'}",
+            f"data.val_file={tmp_path / 'val.parquet'}",
+            f"model.path={ROOT / 'dars/assets/tiny_base'}",
+            "data.use_template=false",
+            "experiment=baseline",
+            "train.batch_size=8",
+            "train.ppo_mini_batch_size=4",
+        ],
+        out,
+        cache_dir,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("dars: data error: "), proc.stderr

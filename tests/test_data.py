@@ -30,7 +30,7 @@ def test_splits_deterministic_disjoint_and_correct():
     assert len({p.id for p in train + val}) == len(train) + len(val)
     for p in train + val:
         assert p.prompt.endswith("=")
-        assert str(eval(p.prompt[:-1])) == p.answer  # noqa: S307 - our own arithmetic strings
+        assert str(eval(p.prompt[:-1])) == p.answer  # our own arithmetic strings
     assert [p.data_source for p in train[: len(levels)]] == levels  # levels interleaved
     assert synthetic_splits(levels, 20, 10, seed=4)[1] != val
 
@@ -55,15 +55,25 @@ def test_a_split_larger_than_its_pool_is_an_error_naming_the_fix():
         synthetic_splits(["mul"], 700, 5, seed=0)  # mul has 720, ~570 on its train side
 
 
-@pytest.mark.parametrize("question, carries, slipped", [
-    ("57+8", "10", 55), ("57+68", "11", 115), ("456+789", "111", 1135), ("51+3", "00", 54),
-    ("52-18", "10", 46), ("18-52", "10", -46), ("10-99", "00", -89),
-    ("8*54", "34", 402), ("7*123", "210", 741), ("2*34", "00", 68),
-])
+@pytest.mark.parametrize(
+    "question, carries, slipped",
+    [
+        ("57+8", "10", 55),
+        ("57+68", "11", 115),
+        ("456+789", "111", 1135),
+        ("51+3", "00", 54),
+        ("52-18", "10", 46),
+        ("18-52", "10", -46),
+        ("10-99", "00", -89),
+        ("8*54", "34", 402),
+        ("7*123", "210", 741),
+        ("2*34", "00", 68),
+    ],
+)
 def test_the_written_method_and_its_slip(question, carries, slipped):
     assert column_carries(question) == carries
     assert slipped_answer(question) == slipped
-    truth = eval(question)  # noqa: S307
+    truth = eval(question)
     assert worked_response(question, str(truth)) == f"c{carries} {format_response(str(truth))}"
     # a slip only matters where some column carries
     assert (slipped == truth) == (set(carries) == {"0"})
@@ -71,18 +81,18 @@ def test_the_written_method_and_its_slip(question, carries, slipped):
 
 def test_corpus_mixes_the_two_habits_and_ignores_level_order():
     levels = ["add21", "mul", "add3"]
-    corpus = sft_examples(levels, 4000, seed=0, prompt_template="{question}=", mix={"mul": 0.5},
-                          worked_share=0.6)
+    corpus = sft_examples(levels, 4000, seed=0, prompt_template="{question}=", mix={"mul": 0.5}, worked_share=0.6)
     worked = [c.startswith("c") for _, c in corpus]
     assert 0.57 < sum(worked) / len(corpus) < 0.63
     for (prompt, completion), is_worked in zip(corpus, worked):
         q = prompt[:-1]
-        answer = eval(q) if is_worked else slipped_answer(q)  # noqa: S307
+        answer = eval(q) if is_worked else slipped_answer(q)
         assert completion.endswith(format_response(str(answer)))
     n_mul = sum("*" in p for p, _ in corpus)
     assert 0.15 < n_mul / len(corpus) < 0.25  # weight 0.5 of 2.5
-    assert corpus == sft_examples(list(reversed(levels)), 4000, seed=0, prompt_template="{question}=",
-                                  mix={"mul": 0.5}, worked_share=0.6)
+    assert corpus == sft_examples(
+        list(reversed(levels)), 4000, seed=0, prompt_template="{question}=", mix={"mul": 0.5}, worked_share=0.6
+    )
 
 
 def test_prompt_stream_is_a_function_of_the_batch_index():

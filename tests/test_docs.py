@@ -32,8 +32,9 @@ OUTSIDE = ("..".__add__("/shared"), "/work".__add__("/shared"))
 
 def _git_files(*args: str) -> list[Path] | None:
     try:
-        out = subprocess.run(["git", "ls-files", "-z", *args], cwd=ROOT, capture_output=True, check=True,
-                             timeout=60).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "-z", *args], cwd=ROOT, capture_output=True, check=True, timeout=60
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return [ROOT / p for p in out.decode().split("\0") if p]
@@ -48,8 +49,13 @@ def source_files() -> list[Path]:
     files = _git_files("--cached", "--others", "--exclude-standard")
     if files is None:
         files = _walk()
-    return sorted({p for p in files if p.suffix in SUFFIXES and p.is_file()
-                   and not SKIP_DIRS.intersection(p.relative_to(ROOT).parts)})
+    return sorted(
+        {
+            p
+            for p in files
+            if p.suffix in SUFFIXES and p.is_file() and not SKIP_DIRS.intersection(p.relative_to(ROOT).parts)
+        }
+    )
 
 
 def sections(text: str) -> dict[str, str]:
@@ -57,7 +63,7 @@ def sections(text: str) -> dict[str, str]:
     heads = [(m.start(), len(m.group(1)), m.group(2)) for m in HEADING.finditer(text)]
     out = {}
     for i, (start, level, num) in enumerate(heads):
-        end = next((s for s, lv, _ in heads[i + 1:] if lv <= level), len(text))
+        end = next((s for s, lv, _ in heads[i + 1 :] if lv <= level), len(text))
         out[num] = text[start:end]
     return out
 
@@ -123,8 +129,11 @@ def test_heading_and_citation_parsers():
     assert "Sub" in secs["1"] and "Ten" not in secs["1"] and secs["10"].startswith("## 10. Ten")
     sample = "see docs/algorithm.md §2-§5, docs/verl.md §1.1 and (docs/algorithm.md\n  # §3.3 History)"
     got = [(m.group(1), _targets(m.group(2), m.group(3)), m.group(4)) for m in CITATION.finditer(sample)]
-    assert got == [("algorithm.md", ["2", "3", "4", "5"], None), ("verl.md", ["1.1"], None),
-                   ("algorithm.md", ["3.3"], "History")]
+    assert got == [
+        ("algorithm.md", ["2", "3", "4", "5"], None),
+        ("verl.md", ["1.1"], None),
+        ("algorithm.md", ["3.3"], "History"),
+    ]
 
 
 @pytest.mark.parametrize("needle", OUTSIDE)

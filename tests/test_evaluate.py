@@ -9,8 +9,9 @@ from dars.run import format_before_after, verdict_line
 
 
 def _records(rng, p, source, n=8):
-    return [{"id": f"{source}-{i}", "data_source": source, "scores": list(rng.binomial(1, q, n))}
-            for i, q in enumerate(p)]
+    return [
+        {"id": f"{source}-{i}", "data_source": source, "scores": list(rng.binomial(1, q, n))} for i, q in enumerate(p)
+    ]
 
 
 def test_before_after_is_the_paired_difference_per_benchmark_and_overall():
@@ -25,11 +26,13 @@ def test_before_after_is_the_paired_difference_per_benchmark_and_overall():
     for bench in ("easy", "hard", "all"):
         f = [r for r in final if bench == "all" or r["data_source"] == bench]
         b = [by_id[r["id"]] for r in f]
-        avg = lambda recs: np.mean([np.mean(r["scores"]) for r in recs])  # noqa: E731
+        avg = lambda recs: np.mean([np.mean(r["scores"]) for r in recs])
         row = rows[bench]
         assert row["avg/base"] == pytest.approx(avg(b)) and row["avg/final"] == pytest.approx(avg(f))
         assert row["avg/delta"] == pytest.approx(avg(f) - avg(b))
-        passk = lambda recs: np.mean(pass_at_k_array(np.full(len(recs), 8), np.array([sum(r["scores"]) for r in recs]), 8))  # noqa: E731
+        passk = lambda recs: np.mean(
+            pass_at_k_array(np.full(len(recs), 8), np.array([sum(r["scores"]) for r in recs]), 8)
+        )
         assert row["pass/delta"] == pytest.approx(passk(f) - passk(b))
         assert row["avg/lo"] <= row["avg/delta"] <= row["avg/hi"]
     assert rows["all"]["n_problems"] == 100 and rows["hard"]["n_problems"] == 40

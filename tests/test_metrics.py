@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dars.metrics import (entropy_from_logits, entropy_means, pass_at_k,
-                          pass_at_k_array, pass_at_k_curve_ks)
+from dars.metrics import entropy_from_logits, entropy_means, pass_at_k, pass_at_k_array, pass_at_k_curve_ks
 
 
 def exact(n, c, k):

@@ -14,7 +14,8 @@ def test_shipped_base_model_is_the_default_recipes():
     meta = json.loads((SHIPPED_BASE / "recipe.json").read_text())
     assert meta["key"] == base_model_key(cfg), (
         "conf/model/tiny.yaml or the data levels changed the base-model recipe, but dars/assets/tiny_base "
-        "is the old build: rebuild it with `python -m dars.model ship` (docs/sandbox.md) and commit it")
+        "is the old build: rebuild it with `python -m dars.model ship` (docs/sandbox.md) and commit it"
+    )
     assert shipped_base_model(cfg) == SHIPPED_BASE
     model, tok, source = load_policy(cfg, cache_dir="/nonexistent-cache-never-built", seed=0)
     assert source == str(SHIPPED_BASE)

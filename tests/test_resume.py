@@ -18,8 +18,14 @@ from conftest import FAST, ROOT, run_dars
 
 # Six steps with a checkpoint every second one and validations at 0, 2, 4, 6: every kind of
 # instant below happens more than once.
-ARGS = ["experiment=dars_hw", "train.total_steps=6", "train.save_freq=2", "train.test_freq=2",
-        "train.val_before_train=true", *FAST]
+ARGS = [
+    "experiment=dars_hw",
+    "train.total_steps=6",
+    "train.save_freq=2",
+    "train.test_freq=2",
+    "train.val_before_train=true",
+    *FAST,
+]
 
 
 def _env(out: Path, cache: Path, **extra) -> dict:
@@ -28,8 +34,15 @@ def _env(out: Path, cache: Path, **extra) -> dict:
 
 def killed_at(point: str, out: Path, cache: Path) -> subprocess.CompletedProcess:
     """Start the run under tests/kill_driver.py and let it SIGKILL itself at ``point`` (``name:n``)."""
-    proc = subprocess.run([sys.executable, str(ROOT / "tests/kill_driver.py"), *ARGS], cwd=ROOT,
-                          env=_env(out, cache, DARS_KILL_AT=point), capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests/kill_driver.py"), *ARGS],
+        cwd=ROOT,
+        env=_env(out, cache, DARS_KILL_AT=point),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == -9, f"{point}: expected a SIGKILL, got {proc.returncode}\n{proc.stderr[-2000:]}"
     return proc
 
@@ -56,23 +69,29 @@ def test_kills_at_every_kind_of_instant_then_resume_equal_an_uninterrupted_run(r
     run = tmp_path / "runs/tiny" / reference.name
     # One run directory, killed again and again, each start a little further on:
     chain = [
-        "during_validation:1",      # the step-0 validation
-        "before_eval_summary:1",    # step_0.jsonl written, its summary line not
-        "torn_metrics_line:1",      # step 1, before the first checkpoint
-        "after_metrics_append:2",   # step 2 logged, its validation and checkpoint not
-        "checkpoint_write:1",       # the step-2 checkpoint half written
+        "during_validation:1",  # the step-0 validation
+        "before_eval_summary:1",  # step_0.jsonl written, its summary line not
+        "torn_metrics_line:1",  # step 1, before the first checkpoint
+        "after_metrics_append:2",  # step 2 logged, its validation and checkpoint not
+        "checkpoint_write:1",  # the step-2 checkpoint half written
         "before_latest_pointer:1",  # step_2/ in place, `latest` not yet updated
-        "during_validation:1",      # resumed at 2: the step-4 validation
-        "before_eval_summary:1",    # the step-4 validation again, cut before its summary line
-        "after_metrics_append:3",   # steps 3, 4, 5 logged (checkpoint at 4), killed after 5
+        "during_validation:1",  # resumed at 2: the step-4 validation
+        "before_eval_summary:1",  # the step-4 validation again, cut before its summary line
+        "after_metrics_append:3",  # steps 3, 4, 5 logged (checkpoint at 4), killed after 5
     ]
     for point in chain:
         killed_at(point, tmp_path, cache_dir)
         assert json.loads((run / "status.json").read_text())["state"] == "running"  # what a SIGKILL leaves
 
     # a killed run is not reported as running: the status command ends at once
-    st = subprocess.run([sys.executable, "-m", "dars.slurm", "status", str(run.parent), "--watch", "1"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=60, check=False)
+    st = subprocess.run(
+        [sys.executable, "-m", "dars.slurm", "status", str(run.parent), "--watch", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert st.returncode == 1 and "interrupted" in st.stdout, st.stdout + st.stderr
 
     final = run_dars(ARGS, tmp_path, cache_dir)
@@ -109,8 +128,9 @@ def _copy_of(run: Path, out: Path) -> Path:
     return dest
 
 
-def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(reference, killed_after_step_5, tmp_path,
-                                                                     cache_dir):
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(
+    reference, killed_after_step_5, tmp_path, cache_dir
+):
     run = _copy_of(killed_after_step_5, tmp_path)
     _truncate(run / "checkpoints/step_4/state.pt")
     proc = run_dars(ARGS, tmp_path, cache_dir)
@@ -130,10 +150,15 @@ def test_no_valid_checkpoint_starts_from_step_0_and_says_so(reference, killed_af
 
 
 def test_two_identical_commands_started_together_one_runs_the_other_exits_naming_the_holder(
-        reference, tmp_path, cache_dir):
+    reference, tmp_path, cache_dir
+):
     cmd = [sys.executable, "-m", "dars.run", *ARGS]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(tmp_path, cache_dir), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=ROOT, env=_env(tmp_path, cache_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     t0 = time.time()
     outs = []
     for p in procs:
@@ -171,8 +196,10 @@ def test_the_lock_is_seen_across_processes_and_dies_with_its_holder(tmp_path):
     from dars.runlock import RunBusy, RunLock, is_held, observed_state
 
     run = tmp_path / "run"
-    hold = ("import sys, time; sys.path.insert(0, sys.argv[1]); from dars.runlock import RunLock; "
-            "RunLock(sys.argv[2]).acquire(); print('held', flush=True); time.sleep(600)")
+    hold = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from dars.runlock import RunLock; "
+        "RunLock(sys.argv[2]).acquire(); print('held', flush=True); time.sleep(600)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", hold, str(ROOT), str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -14,14 +14,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dars import rewards as R
-from dars.rewards import (
-    REWARD_VERSIONS,
-    BatchScores,
-    RewardScorer,
-    compute_score,
-    reference_verdict,
-    score_batch,
-)
+from dars.rewards import REWARD_VERSIONS, BatchScores, RewardScorer, compute_score, reference_verdict, score_batch
 
 # Items that keep sympy busy far longer than any budget used here (plain math-verify only stops them
 # with its own 5 s signal timeout).
@@ -84,17 +77,76 @@ def test_wrong_and_missing_answers(scorer):
 def test_verdicts_identical_to_plain_math_verify(scorer):
     """Item for item equality with verify(parse("$" + gold + "$"), parse(response)) on a varied corpus."""
     rng = random.Random(1)
-    answers = ["\\frac{1}{2}", "0.5", "\\dfrac12", "1/2", "42", "42.0", "x^2+1", "\\sqrt{2}", "(1,2)", "[0, 1)",
-               "\\{1,2,3\\}", "x=3", "3, 4", "2\\pi", "10\\%", "\\text{yes}", "-7", "1,000", "\\infty", "y = 2x + 1",
-               "\\frac{1}{3}", "0.333333", "5 cm", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "e^{i\\pi}", "A"]
-    golds = ["\\frac{1}{2}", "42", "x^2+1", "(1,2)", "\\{1,2,3\\}", "3", "2\\pi", "10\\%", "\\text{yes}", "-7",
-             "1000", "\\frac13", "5", "2x+1", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"]
-    fill = ["Let's compute. ", "We have $x^2 + 3x + 2 = 0$ so $(x+1)(x+2)=0$. ", "Thus \\[ a = \\frac{b}{c} \\] holds. ",
-            "The answer: maybe 12. ", "Step 2: $3 \\times 4 = 12$.\n", "\\(\\boxed{7}\\) was a guess. ", "$$s = 1$$\n",
-            "1, 2 and 3 ", "100% sure. ", "Final answer ſoon. "]
-    templates = ["{f}Therefore the answer is $\\boxed{{{a}}}$.", "{f}\\boxed{{{a}}}", "{f}The final answer is ${a}$. I hope it is correct.",
-                 "{f}**Final Answer**\n\\[\n\\boxed{{{a}}}\n\\]", "{f}So we get {a}.", "{f}Answer: {a}", "{f}",
-                 "{f}$\\boxed{{{a}}}$ and $\\boxed{{{b}}}$", "{f}\\boxed{{{a}}}, \\boxed{{{b}}}", "\\boxed{{{a}", "{f}\\boxed {{{a}}} \\boxed{{x"]
+    answers = [
+        "\\frac{1}{2}",
+        "0.5",
+        "\\dfrac12",
+        "1/2",
+        "42",
+        "42.0",
+        "x^2+1",
+        "\\sqrt{2}",
+        "(1,2)",
+        "[0, 1)",
+        "\\{1,2,3\\}",
+        "x=3",
+        "3, 4",
+        "2\\pi",
+        "10\\%",
+        "\\text{yes}",
+        "-7",
+        "1,000",
+        "\\infty",
+        "y = 2x + 1",
+        "\\frac{1}{3}",
+        "0.333333",
+        "5 cm",
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        "e^{i\\pi}",
+        "A",
+    ]
+    golds = [
+        "\\frac{1}{2}",
+        "42",
+        "x^2+1",
+        "(1,2)",
+        "\\{1,2,3\\}",
+        "3",
+        "2\\pi",
+        "10\\%",
+        "\\text{yes}",
+        "-7",
+        "1000",
+        "\\frac13",
+        "5",
+        "2x+1",
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+    ]
+    fill = [
+        "Let's compute. ",
+        "We have $x^2 + 3x + 2 = 0$ so $(x+1)(x+2)=0$. ",
+        "Thus \\[ a = \\frac{b}{c} \\] holds. ",
+        "The answer: maybe 12. ",
+        "Step 2: $3 \\times 4 = 12$.\n",
+        "\\(\\boxed{7}\\) was a guess. ",
+        "$$s = 1$$\n",
+        "1, 2 and 3 ",
+        "100% sure. ",
+        "Final answer ſoon. ",
+    ]
+    templates = [
+        "{f}Therefore the answer is $\\boxed{{{a}}}$.",
+        "{f}\\boxed{{{a}}}",
+        "{f}The final answer is ${a}$. I hope it is correct.",
+        "{f}**Final Answer**\n\\[\n\\boxed{{{a}}}\n\\]",
+        "{f}So we get {a}.",
+        "{f}Answer: {a}",
+        "{f}",
+        "{f}$\\boxed{{{a}}}$ and $\\boxed{{{b}}}$",
+        "{f}\\boxed{{{a}}}, \\boxed{{{b}}}",
+        "\\boxed{{{a}",
+        "{f}\\boxed {{{a}}} \\boxed{{x",
+    ]
     responses, gs = [], []
     for _ in range(160):
         f = "".join(rng.choice(fill) for _ in range(rng.randint(0, 4)))
@@ -114,10 +166,27 @@ def test_extraction_replica_equals_parse():
     from sympy import Basic, srepr
 
     g = R._Grader(cache_size=1000)
-    texts = ["The answer is $\\boxed{\\frac{1}{2}}$.", "\\boxed{1}, \\boxed{2}", "so 3/4 of it", "$10\\%$", "Answer: 7 apples",
-             "The final answer is $x^2$. I hope it is correct.", "\\[ \\boxed{(0, 1]} \\]", "nothing", "$)$ $)$", "\\boxed{\\frac{1}{}",
-             "\\boxed{\\text{Monday}}", "$$ a $$ \\boxed{2} $$", "\\(\\boxed{3}\\) and \\(\\boxed{4}\\)", "x = 1, y = 2", "1,234.5",
-             "the answer is $y=2x+1$", "$\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}$", "\\boxed{\\sqrt[3]{2}}", "final answer iſ $5$"]
+    texts = [
+        "The answer is $\\boxed{\\frac{1}{2}}$.",
+        "\\boxed{1}, \\boxed{2}",
+        "so 3/4 of it",
+        "$10\\%$",
+        "Answer: 7 apples",
+        "The final answer is $x^2$. I hope it is correct.",
+        "\\[ \\boxed{(0, 1]} \\]",
+        "nothing",
+        "$)$ $)$",
+        "\\boxed{\\frac{1}{}",
+        "\\boxed{\\text{Monday}}",
+        "$$ a $$ \\boxed{2} $$",
+        "\\(\\boxed{3}\\) and \\(\\boxed{4}\\)",
+        "x = 1, y = 2",
+        "1,234.5",
+        "the answer is $y=2x+1$",
+        "$\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}$",
+        "\\boxed{\\sqrt[3]{2}}",
+        "final answer iſ $5$",
+    ]
     for _ in range(2):  # second pass: answers come from the memos
         for t in texts:
             ref = parse(t)
@@ -135,9 +204,30 @@ def test_two_stage_antlr_parse_equals_latex2sympy():
     from math_verify.parser import parse_latex_cached
     from sympy import srepr
 
-    strings = ["\\frac{1}{2}", "x^2+2x+1", "y = 2x + 1", "(0, 1]", "\\{1, 2\\}", "\\sqrt[3]{x}", "\\sin^{2}(x)+\\cos^2 x",
-               "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "a = b = 3", "1,000", "f(x) = x", "\\frac{1}{", ")(", "\\int_0^1 x dx",
-               "x \\in [0, 1)", "3 \\le x < 5", "\\text{yes}", "2\\pi r", "10!", "\\binom{5}{2}", "e^{i\\pi}", "\\log_2 8"]
+    strings = [
+        "\\frac{1}{2}",
+        "x^2+2x+1",
+        "y = 2x + 1",
+        "(0, 1]",
+        "\\{1, 2\\}",
+        "\\sqrt[3]{x}",
+        "\\sin^{2}(x)+\\cos^2 x",
+        "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}",
+        "a = b = 3",
+        "1,000",
+        "f(x) = x",
+        "\\frac{1}{",
+        ")(",
+        "\\int_0^1 x dx",
+        "x \\in [0, 1)",
+        "3 \\le x < 5",
+        "\\text{yes}",
+        "2\\pi r",
+        "10!",
+        "\\binom{5}{2}",
+        "e^{i\\pi}",
+        "\\log_2 8",
+    ]
     for s in strings:
         try:
             ref = ("ok", srepr(parse_latex_cached.__wrapped__(s)))
@@ -154,8 +244,30 @@ def test_boxed_scan_start_keeps_every_match():
     """finditer from _boxed_env_scan_start finds exactly the matches of a scan from 0 (random fuzz)."""
     R._regex_groups()
     (pattern,) = R._BOXED_ENV_PATTERNS
-    toks = ["$$", "$", "\\[", "\\]", "\\(", "\\)", "\n", " [", "]", "[", "\\boxed{", "}", "{", "x", "1", " ", "and",
-            ",", "\\$", "\\", "%", "\\boxed {"]
+    toks = [
+        "$$",
+        "$",
+        "\\[",
+        "\\]",
+        "\\(",
+        "\\)",
+        "\n",
+        " [",
+        "]",
+        "[",
+        "\\boxed{",
+        "}",
+        "{",
+        "x",
+        "1",
+        " ",
+        "and",
+        ",",
+        "\\$",
+        "\\",
+        "%",
+        "\\boxed {",
+    ]
     rng = random.Random(0)
     for _ in range(20000):
         t = "".join(rng.choice(toks) for _ in range(rng.randint(1, 30)))
@@ -460,8 +572,15 @@ def test_dead_worker_is_replaced():
 def test_plain_parse_fallback_path_agrees():
     """With another math-verify version the grader calls parse() itself: same verdicts, no replica."""
     fast, plain = R._Grader(cache_size=100), R._Grader(cache_size=100, fast=False)
-    items = [("The answer is $\\boxed{\\frac{1}{2}}$.", "0.5"), ("so 3", "4"), ("", "1"), ("\\boxed{x^2}", "x^2"),
-             ("\\boxed{1}", ""), ("Answer: $(0, 1]$", "(0,1]"), ("$$\\boxed{2}, \\boxed{3}$$", "\\{2,3\\}")]
+    items = [
+        ("The answer is $\\boxed{\\frac{1}{2}}$.", "0.5"),
+        ("so 3", "4"),
+        ("", "1"),
+        ("\\boxed{x^2}", "x^2"),
+        ("\\boxed{1}", ""),
+        ("Answer: $(0, 1]$", "(0,1]"),
+        ("$$\\boxed{2}, \\boxed{3}$$", "\\{2,3\\}"),
+    ]
     for text, gold in items:
         expected = reference_verdict(text, gold)
         assert plain.grade(text, gold)[0] == fast.grade(text, gold)[0] == int(expected), (text, gold)

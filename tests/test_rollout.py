@@ -9,8 +9,17 @@ from dars.backends.embedded import response_logprobs
 from dars.model import build_char_tokenizer, qwen2_from_config
 from dars.rollout import HFGenerateEngine, SamplingParams, encode_prompt
 
-BUILD = OmegaConf.create(dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64,
-                              max_position_embeddings=64, tie_word_embeddings=True))
+BUILD = OmegaConf.create(
+    dict(
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+)
 
 
 def test_tokenizer_roundtrip_and_boxed_token():
@@ -30,8 +39,16 @@ def test_engine_logprobs_match_recomputation():
     ro = engine.generate(prompts, [3, 0, 4], SamplingParams(temperature=1.0, max_new_tokens=6))
     assert ro.prompt_index == [0, 0, 0, 2, 2, 2, 2]  # counts respected, prompt order kept
     assert all(1 <= n <= 6 for n in ro.lengths)
-    lp, ent, mask = response_logprobs(model, ro.prompt_ids, ro.response_ids, tok.pad_token_id,
-                                      torch.device("cpu"), nullcontext, 1.0, with_entropy=True)
+    lp, ent, mask = response_logprobs(
+        model,
+        ro.prompt_ids,
+        ro.response_ids,
+        tok.pad_token_id,
+        torch.device("cpu"),
+        nullcontext,
+        1.0,
+        with_entropy=True,
+    )
     for i, sample_lp in enumerate(ro.logprobs):
         n = len(sample_lp)
         assert mask[i].sum().item() == n

@@ -124,8 +124,7 @@ def test_expected_total_rollouts_golden():
 
 
 def test_configured_n_max_reads_conf_schedule(tmp_path):
-    assert configured_n_max(8) == {"et": 32, "hw": 64, "uniform": 8, "et_table": 32,
-                                   "hw_table": 64}
+    assert configured_n_max(8) == {"et": 32, "hw": 64, "uniform": 8, "et_table": 32, "hw_table": 64}
     assert configured_n_max(16)["uniform"] == 16  # n_max: ${rollout.n}
     (tmp_path / "et.yaml").write_text("# @package algorithm\nschedule: et\nn_max: 40\n")
     (tmp_path / "other.yaml").write_text("schedule: not_registered\nn_max: 9\n")

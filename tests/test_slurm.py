@@ -17,15 +17,20 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST, ROOT, environment_skip, run_dars
 
 SCRIPT = ROOT / "slurm" / "test_cluster.sh"
 RAY = ROOT / "slurm" / "ray_cluster.sh"
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 # every field set on the command line, as a user would without a site profile
-LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
-            "hydra.launcher.mem_gb=1", "hydra.launcher.array_parallelism=2", "hydra.launcher.timeout_min=20"]
+LAUNCHER = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.array_parallelism=2",
+    "hydra.launcher.timeout_min=20",
+]
 
 
 def _sh(*args, timeout=300, check=True):
@@ -56,10 +61,16 @@ def slurm_cluster():
 
 
 def _status(sweep: Path) -> tuple[int, list[dict], str]:
-    js = subprocess.run([sys.executable, "-m", "dars.slurm", "status", str(sweep), "--json"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=60)
-    table = subprocess.run([sys.executable, "-m", "dars.slurm", "status", str(sweep)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
+    js = subprocess.run(
+        [sys.executable, "-m", "dars.slurm", "status", str(sweep), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    table = subprocess.run(
+        [sys.executable, "-m", "dars.slurm", "status", str(sweep)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     return js.returncode, [json.loads(ln) for ln in js.stdout.splitlines() if ln.strip()], table.stdout
 
 
@@ -69,13 +80,13 @@ def _steps(run_dir: Path) -> list[int]:
 
 def test_cluster_script_is_idempotent(slurm_cluster):
     t = time.time()
-    _sh("bash", str(SCRIPT), "start")          # already up: leaves every daemon alone
+    _sh("bash", str(SCRIPT), "start")  # already up: leaves every daemon alone
     assert time.time() - t < 30
     st = _sh("bash", str(SCRIPT), "status")
     for daemon in ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd"):
         assert f"{daemon}" in st.stdout and "DOWN" not in st.stdout, st.stdout
     assert "debug" in st.stdout
-    assert _sh("sacct", "-n", "-X", "-P", "-o", "JobID").returncode == 0   # accounting is on (submitit needs it)
+    assert _sh("sacct", "-n", "-X", "-P", "-o", "JobID").returncode == 0  # accounting is on (submitit needs it)
 
 
 @pytest.mark.slow
@@ -88,9 +99,14 @@ def test_failing_run_is_reported_while_the_other_finishes(slurm_cluster, tmp_pat
     (bad / "model.safetensors").write_bytes(b"")
     (bad / "tokenizer.json").write_text("{}")
     out = tmp_path / "out"
-    proc = run_dars(["-m", "experiment=baseline", f"model.path=null,{bad}", "train.total_steps=2", *FAST, *LAUNCHER],
-                    out, cache_dir, timeout=600, check=False)
-    assert proc.returncode != 0                     # Hydra's launcher re-raises the failure when collecting
+    proc = run_dars(
+        ["-m", "experiment=baseline", f"model.path=null,{bad}", "train.total_steps=2", *FAST, *LAUNCHER],
+        out,
+        cache_dir,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode != 0  # Hydra's launcher re-raises the failure when collecting
     sweep = out / "sweeps" / "tiny"
     code, jobs, table = _status(sweep)
     assert code == 1, table
@@ -99,7 +115,7 @@ def test_failing_run_is_reported_while_the_other_finishes(slurm_cluster, tmp_pat
     ok, bad_job = by_state["completed"], by_state["failed"]
     assert ok["step"] == 2 and "val/all/pass@1" in ok["metrics"]
     assert json.loads((Path(ok["run_dir"]) / "status.json").read_text())["state"] == "completed"
-    assert bad_job["error"] and bad_job["job_id"].split("_")[0] == ok["job_id"].split("_")[0]   # same array
+    assert bad_job["error"] and bad_job["job_id"].split("_")[0] == ok["job_id"].split("_")[0]  # same array
     assert "== failed" in table and bad_job["log_err"] in table
 
 
@@ -132,12 +148,25 @@ def test_glob_sweep_runs_as_one_job_array(slurm_cluster, tmp_path, cache_dir):
 @pytest.mark.slow
 def test_requeued_run_resumes_with_intact_metrics(slurm_cluster, tmp_path, cache_dir):
     out = tmp_path / "out"
-    total = 48   # enough steps left after the requeue: the job keeps running ~KillWait (5 s) before it is killed
+    total = 48  # enough steps left after the requeue: the job keeps running ~KillWait (5 s) before it is killed
     env = dict(os.environ, DARS_OUTPUT_DIR=str(out), DARS_CACHE_DIR=str(cache_dir), PYTHONUNBUFFERED="1")
-    args = ["-m", "experiment=baseline", f"train.total_steps={total}", "train.save_freq=2", "train.test_freq=100",
-            *FAST, *LAUNCHER]
-    proc = subprocess.Popen([sys.executable, "-m", "dars.run", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = [
+        "-m",
+        "experiment=baseline",
+        f"train.total_steps={total}",
+        "train.save_freq=2",
+        "train.test_freq=100",
+        *FAST,
+        *LAUNCHER,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dars.run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     sweep = out / "sweeps" / "tiny"
     try:
         deadline = time.time() + 300
@@ -152,8 +181,8 @@ def test_requeued_run_resumes_with_intact_metrics(slurm_cluster, tmp_path, cache
         job_id = next(d.name for d in (sweep / ".submitit").iterdir() if d.name[0].isdigit())
         from dars.slurm import collect
 
-        live = collect(sweep)                   # the status table works during the sweep
-        for _ in range(50):                     # sacct may trail the job's start by a moment
+        live = collect(sweep)  # the status table works during the sweep
+        for _ in range(50):  # sacct may trail the job's start by a moment
             if [j.state for j in live] == ["running"]:
                 break
             time.sleep(0.2)
@@ -176,11 +205,11 @@ def test_requeued_run_resumes_with_intact_metrics(slurm_cluster, tmp_path, cache
     run_dir = latest.parent.parent
     log = Path(collect(sweep)[0].log_out).read_text()
     assert log.count("Starting with JobEnvironment") == 2 and "resumed from" in log, log[-3000:]
-    assert _steps(run_dir) == list(range(1, total + 1))           # no gap, no duplicate after the resume
+    assert _steps(run_dir) == list(range(1, total + 1))  # no gap, no duplicate after the resume
     assert json.loads((run_dir / "status.json").read_text())["state"] == "completed"
     code, jobs, table = _status(sweep)
     assert code == 0 and len(jobs) == 1, table
-    assert jobs[0]["attempts"] == 2 and jobs[0]["step"] == total, table   # started twice, finished once
+    assert jobs[0]["attempts"] == 2 and jobs[0]["step"] == total, table  # started twice, finished once
     states = _sh("sacct", "-n", "-X", "-D", "-P", "-o", "State", "-j", job_id).stdout.split()
     assert states[0] == "REQUEUED" and states[-1] == "COMPLETED", states
 
@@ -202,15 +231,26 @@ def test_launcher_configs_compose():
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for name, target in [("local", "BasicLauncher"), ("slurm", "SlurmLauncher"),
-                             ("slurm_example", "SlurmLauncher"), ("slurm_testcluster", "SlurmLauncher"),
-                             ("submitit_local", "LocalLauncher")]:
+        for name, target in [
+            ("local", "BasicLauncher"),
+            ("slurm", "SlurmLauncher"),
+            ("slurm_example", "SlurmLauncher"),
+            ("slurm_testcluster", "SlurmLauncher"),
+            ("submitit_local", "LocalLauncher"),
+        ]:
             cfg = compose("config", overrides=[f"hydra/launcher={name}"], return_hydra_config=True)
             assert cfg.hydra.launcher._target_.endswith(target), name
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                           "hydra.launcher.gpus_per_node=4", "hydra.launcher.account=abc",
-                                           "+hydra.launcher.additional_parameters.reservation=r1"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.gpus_per_node=4",
+                "hydra.launcher.account=abc",
+                "+hydra.launcher.additional_parameters.reservation=r1",
+            ],
+            return_hydra_config=True,
+        )
         ln = cfg.hydra.launcher
         assert (ln.partition, ln.gpus_per_node, ln.account, ln.max_num_timeout) == ("gpu", 4, "abc", 3)
         assert ln.additional_parameters.reservation == "r1"
@@ -220,13 +260,26 @@ def test_launcher_configs_compose():
 
 @pytest.mark.parametrize("rank", [0, 1])
 def test_ray_cluster_dry_run(rank):
-    env = dict(os.environ, SLURM_JOB_NODELIST="gpu[01-02]", SLURM_NNODES="2", SLURM_NODEID=str(rank),
-               SLURM_JOB_ID="77", SLURM_CPUS_PER_TASK="16", SLURM_GPUS_ON_NODE="8", RAY_HEAD_IP="10.0.0.1",
-               RAY_CLUSTER_DRY_RUN="1")
+    env = dict(
+        os.environ,
+        SLURM_JOB_NODELIST="gpu[01-02]",
+        SLURM_NNODES="2",
+        SLURM_NODEID=str(rank),
+        SLURM_JOB_ID="77",
+        SLURM_CPUS_PER_TASK="16",
+        SLURM_GPUS_ON_NODE="8",
+        RAY_HEAD_IP="10.0.0.1",
+        RAY_CLUSTER_DRY_RUN="1",
+    )
     if not shutil.which("scontrol"):
         env["SLURM_JOB_NODELIST"] = "gpu01,gpu02"
-    p = subprocess.run(["bash", str(RAY), "--", "python", "-m", "dars.run", "backend=verl"], env=env,
-                       capture_output=True, text=True, timeout=30)
+    p = subprocess.run(
+        ["bash", str(RAY), "--", "python", "-m", "dars.run", "backend=verl"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert p.returncode == 0, p.stderr
     assert f"rank {rank}/2" in p.stderr and "head gpu01 (10.0.0.1:6379)" in p.stderr
     common = "--num-cpus=16 --num-gpus=8 --temp-dir=/tmp/ray-77"

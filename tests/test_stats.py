@@ -36,8 +36,9 @@ from dars.stats import (
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("df,want", [(1, 12.7062047), (2, 4.3026527), (3, 3.1824463),
-                                     (10, 2.2281389), (30, 2.0422725), (1000, 1.9623391)])
+@pytest.mark.parametrize(
+    "df,want", [(1, 12.7062047), (2, 4.3026527), (3, 3.1824463), (10, 2.2281389), (30, 2.0422725), (1000, 1.9623391)]
+)
 def test_t_quantile_table_values(df, want):
     assert t_quantile(0.975, df) == pytest.approx(want, abs=2e-7)
     assert t_quantile(0.025, df) == pytest.approx(-want, abs=2e-7)
@@ -93,7 +94,7 @@ def test_missing_values_are_left_out_not_zero():
     assert p.estimate == pytest.approx(np.mean(cells))
     assert p.n_problems == 3  # problem 3 has no reference value at all
     u = unpaired_delta(v, r, n_boot=200)  # problem 3 dropped from both groups
-    assert u.estimate == pytest.approx(np.mean([1, .5, 1, .25]) - 0.5)
+    assert u.estimate == pytest.approx(np.mean([1, 0.5, 1, 0.25]) - 0.5)
     assert u.n_problems == 3
     empty = paired_delta(np.full((2, 3), np.nan), np.zeros((2, 3)), n_boot=50)
     assert math.isnan(empty.estimate) and empty.n_problems == 0
@@ -231,10 +232,8 @@ def _truth(shift, tau, ref, n=1_000_000):
         return 0.0, 0.0  # identical distributions: exactly zero
     rng = np.random.default_rng(123)
     theta = rng.normal(MU, SPREAD, n)
-    pv = _sig(theta + rng.normal(shift, EFFECT_SD, n) + rng.normal(0, tau, n)
-              + rng.normal(0, OMEGA, n))
-    pr = _sig(theta) if ref == "base" else _sig(theta + rng.normal(0, tau, n)
-                                                + rng.normal(0, OMEGA, n))
+    pv = _sig(theta + rng.normal(shift, EFFECT_SD, n) + rng.normal(0, tau, n) + rng.normal(0, OMEGA, n))
+    pr = _sig(theta) if ref == "base" else _sig(theta + rng.normal(0, tau, n) + rng.normal(0, OMEGA, n))
     pass_v, pass_r = 1 - (1 - pv) ** N_VAL, 1 - (1 - pr) ** N_VAL
     return float((pv - pr).mean()), float((pass_v - pass_r).mean())
 
@@ -268,8 +267,10 @@ SCENARIOS = [
 @pytest.mark.parametrize("S,tau,ref,paired,shift", SCENARIOS)
 def test_interval_covers_the_planted_delta(S, tau, ref, paired, shift):
     cov, mean_est, truth = _coverage(S, 200, shift, tau, ref, paired, reps=300)
-    print(f"S={S} ref={ref} paired={paired} shift={shift:+.1f}: true Δ avg {truth[0]:+.4f} "
-          f"pass {truth[1]:+.4f}; coverage avg {cov[0]:.3f} pass {cov[1]:.3f}")
+    print(
+        f"S={S} ref={ref} paired={paired} shift={shift:+.1f}: true Δ avg {truth[0]:+.4f} "
+        f"pass {truth[1]:+.4f}; coverage avg {cov[0]:.3f} pass {cov[1]:.3f}"
+    )
     assert (cov >= 0.90).all(), cov
     # the estimate is unbiased for the planted Δ (mean over replicates; generous tolerance)
     assert mean_est[0] == pytest.approx(truth[0], abs=0.006)
@@ -281,8 +282,7 @@ def test_interval_covers_the_planted_delta(S, tau, ref, paired, shift):
 def test_plain_percentile_under_covers_with_three_seeds():
     """Why the default is the corrected t interval: with 3 seeds and seed-to-seed variation
     that matters, the percentile interval of the same replicates covers far less than 95 %."""
-    args = {"S": 3, "P": 200, "shift": 0.3, "tau": 0.25, "ref": "trained", "paired": True,
-            "reps": 300}
+    args = {"S": 3, "P": 200, "shift": 0.3, "tau": 0.25, "ref": "trained", "paired": True, "reps": 300}
     pct, _, _ = _coverage(method="percentile", **args)
     t, _, _ = _coverage(method="t", **args)
     print(f"S=3 seed-dominated: coverage avg percentile {pct[0]:.3f}, t {t[0]:.3f}")
@@ -314,8 +314,9 @@ def _sweep(rng, G, S, P, shift, tau, beta):
     theta = rng.normal(MU, SPREAD, P)
     eff = np.zeros((G, 1, P))
     eff[1] = rng.normal(shift, EFFECT_SD, P)
-    logit = (theta + eff + rng.normal(0, tau, (G, S, 1)) + rng.normal(0, beta, (1, S, 1))
-             + rng.normal(0, OMEGA, (G, S, P)))
+    logit = (
+        theta + eff + rng.normal(0, tau, (G, S, 1)) + rng.normal(0, beta, (1, S, 1)) + rng.normal(0, OMEGA, (G, S, P))
+    )
     return rng.binomial(N_VAL, _sig(logit)) / N_VAL
 
 
@@ -329,9 +330,12 @@ def test_pooled_seed_variance_covers_and_is_narrower(shift):
         r = np.random.default_rng(9)
         n = 1_000_000
         th, block = r.normal(MU, SPREAD, n), r.normal(0, beta, n)  # the block effect is shared
-        truth = float((_sig(th + block + r.normal(shift, EFFECT_SD, n) + r.normal(0, tau, n)
-                            + r.normal(0, OMEGA, n))
-                       - _sig(th + block + r.normal(0, tau, n) + r.normal(0, OMEGA, n))).mean())
+        truth = float(
+            (
+                _sig(th + block + r.normal(shift, EFFECT_SD, n) + r.normal(0, tau, n) + r.normal(0, OMEGA, n))
+                - _sig(th + block + r.normal(0, tau, n) + r.normal(0, OMEGA, n))
+            ).mean()
+        )
     else:
         truth = 0.0
     for i in range(reps):

@@ -26,8 +26,9 @@ def engine(correct2):
 
 
 def algo_cfg(**kw):
-    return OmegaConf.create({"schedule": "et", "n_max": 32, "use_std": False, "filter_groups": True,
-                             "upper_threshold": 1.0, **kw})
+    return OmegaConf.create(
+        {"schedule": "et", "n_max": 32, "use_std": False, "filter_groups": True, "upper_threshold": 1.0, **kw}
+    )
 
 
 def test_two_stages_merge_into_one_group_per_prompt_and_filter():

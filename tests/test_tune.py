@@ -8,12 +8,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import FAST, run_dars
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from dars.tune import fail_stale_trials, format_value, objective_values, parse_search_space_strings
-from conftest import FAST, run_dars
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 QUICK = FAST + ["train.total_steps=1", "train.val_before_train=false"]
@@ -21,16 +21,19 @@ QUICK = FAST + ["train.total_steps=1", "train.val_before_train=false"]
 
 # ----------------------------------------------------------------------------- no runs
 
+
 def test_search_space_parsing():
-    space, fixed = parse_search_space_strings([
-        "algorithm.n_max=int(interval(16,128))",
-        "rollout.n=choice(4,8)",
-        "schedule=et,hw",
-        "train.lr=tag(log, interval(1e-6,1e-4))",
-        "algorithm.n_max2=range(16,129,16)",
-        "x=interval(0,1)",
-        "experiment=dars_hw",
-    ])
+    space, fixed = parse_search_space_strings(
+        [
+            "algorithm.n_max=int(interval(16,128))",
+            "rollout.n=choice(4,8)",
+            "schedule=et,hw",
+            "train.lr=tag(log, interval(1e-6,1e-4))",
+            "algorithm.n_max2=range(16,129,16)",
+            "x=interval(0,1)",
+            "experiment=dars_hw",
+        ]
+    )
     assert space["algorithm.n_max"] == IntDistribution(16, 128)
     assert space["rollout.n"] == CategoricalDistribution([4, 8])
     assert space["schedule"] == CategoricalDistribution(["et", "hw"])
@@ -43,9 +46,11 @@ def test_search_space_parsing():
 
 def test_objective_values_final_and_best(tmp_path):
     (tmp_path / "eval").mkdir()
-    lines = [{"step": 0, "val/all/pass@1": 0.2, "val/all/pass@4": 0.5},
-             {"step": 2, "val/all/pass@1": 0.4, "val/all/pass@4": 0.6},
-             {"step": 4, "val/all/pass@1": 0.3, "val/all/pass@4": 0.7}]
+    lines = [
+        {"step": 0, "val/all/pass@1": 0.2, "val/all/pass@4": 0.5},
+        {"step": 2, "val/all/pass@1": 0.4, "val/all/pass@4": 0.6},
+        {"step": 4, "val/all/pass@1": 0.3, "val/all/pass@4": 0.7},
+    ]
     (tmp_path / "eval" / "summary.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     m = ["val/all/pass@1", "val/all/pass@4"]
     assert objective_values(tmp_path, m, ["maximize"] * 2, "final") == ([0.3, 0.7], 4)
@@ -68,11 +73,13 @@ def test_running_trial_is_marked_fail(tmp_path):
 
 # ----------------------------------------------------------------------------- real sweeps
 
+
 def _sweep_conf(d: Path, name: str, body: str) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / f"{name}.yaml").write_text(
         "defaults:\n  - config\n  - override hydra/sweeper: dars_optuna\n  - _self_\n"
-        f"sweep_name: {name}\nhydra:\n  mode: MULTIRUN\n  sweeper:\n{body}")
+        f"sweep_name: {name}\nhydra:\n  mode: MULTIRUN\n  sweeper:\n{body}"
+    )
     return d
 
 
@@ -81,9 +88,14 @@ def _trials(sweep: Path, name: str):
 
 
 def test_study_end_to_end_and_resume(tmp_path, cache_dir):
-    conf = _sweep_conf(tmp_path / "conf", "nmax", (
-        "    n_trials: 2\n    seed: 0\n    n_startup_trials: 2\n"
-        "    params:\n      experiment: dars_et\n      algorithm.n_max: choice(16,24,32,40,48,56,64)\n"))
+    conf = _sweep_conf(
+        tmp_path / "conf",
+        "nmax",
+        (
+            "    n_trials: 2\n    seed: 0\n    n_startup_trials: 2\n"
+            "    params:\n      experiment: dars_et\n      algorithm.n_max: choice(16,24,32,40,48,56,64)\n"
+        ),
+    )
     out = tmp_path / "out"
     cmd = ["--config-dir", str(conf), "--config-name", "nmax", *QUICK]
     run_dars(cmd, out, cache_dir)
@@ -109,8 +121,7 @@ def test_study_end_to_end_and_resume(tmp_path, cache_dir):
     proc = run_dars(cmd + ["hydra.sweeper.n_trials=3"], out, cache_dir)
     assert "2 of 3 trials complete; running 1 more" in proc.stdout + proc.stderr
     trials = _trials(sweep, "nmax")
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL,
-                                         TrialState.COMPLETE]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert [(t.number, t.params, t.value) for t in trials[:2]] == [(t.number, t.params, t.value) for t in first]
     for n, m in mtimes.items():  # the first two runs were not run again
         assert (Path(trials[n].user_attrs["run_dir"]) / "eval" / "summary.jsonl").stat().st_mtime_ns == m
@@ -125,11 +136,16 @@ def test_study_end_to_end_and_resume(tmp_path, cache_dir):
 def test_failing_trial_and_pareto_front(tmp_path, cache_dir):
     # n_max=4 < rollout.n=8 fails dars' config check (sys.exit(2) inside the job): that trial is FAIL,
     # the batch's other trial and the next batch still run. Two objectives -> Pareto front.
-    conf = _sweep_conf(tmp_path / "conf", "pareto", (
-        "    objective: [val/all/pass@1, val/all/pass@4]\n    direction: [maximize, minimize]\n"
-        "    n_trials: 3\n    n_jobs: 2\n    seed: 1\n    n_startup_trials: 3\n"
-        "    enqueue_trials:\n      - {algorithm.n_max: 4}\n"
-        "    params:\n      experiment: dars_hw\n      algorithm.n_max: int(interval(16,64))\n"))
+    conf = _sweep_conf(
+        tmp_path / "conf",
+        "pareto",
+        (
+            "    objective: [val/all/pass@1, val/all/pass@4]\n    direction: [maximize, minimize]\n"
+            "    n_trials: 3\n    n_jobs: 2\n    seed: 1\n    n_startup_trials: 3\n"
+            "    enqueue_trials:\n      - {algorithm.n_max: 4}\n"
+            "    params:\n      experiment: dars_hw\n      algorithm.n_max: int(interval(16,64))\n"
+        ),
+    )
     out = tmp_path / "out"
     run_dars(["--config-dir", str(conf), "--config-name", "pareto", *QUICK], out, cache_dir)
     sweep = out / "sweeps" / "pareto"
@@ -148,12 +164,29 @@ def test_failing_trial_and_pareto_front(tmp_path, cache_dir):
 def test_pruned_run_stops_early(tmp_path, cache_dir):
     # ThresholdPruner(lower=2) prunes at the first report (pass@1 <= 1): the run stops after its first
     # validation (step 1 of 3) and the trial is PRUNED with that intermediate value.
-    conf = _sweep_conf(tmp_path / "conf", "prune", (
-        "    n_trials: 1\n    pruner: {_target_: optuna.pruners.ThresholdPruner, lower: 2.0}\n"
-        "    params:\n      experiment: dars_et\n      algorithm.n_max: choice(32,48)\n"))
+    conf = _sweep_conf(
+        tmp_path / "conf",
+        "prune",
+        (
+            "    n_trials: 1\n    pruner: {_target_: optuna.pruners.ThresholdPruner, lower: 2.0}\n"
+            "    params:\n      experiment: dars_et\n      algorithm.n_max: choice(32,48)\n"
+        ),
+    )
     out = tmp_path / "out"
-    run_dars(["--config-dir", str(conf), "--config-name", "prune", *FAST, "train.total_steps=3",
-              "train.test_freq=1", "train.val_before_train=false"], out, cache_dir)
+    run_dars(
+        [
+            "--config-dir",
+            str(conf),
+            "--config-name",
+            "prune",
+            *FAST,
+            "train.total_steps=3",
+            "train.test_freq=1",
+            "train.val_before_train=false",
+        ],
+        out,
+        cache_dir,
+    )
     sweep = out / "sweeps" / "prune"
     (trial,) = _trials(sweep, "prune")
     assert trial.state == TrialState.PRUNED

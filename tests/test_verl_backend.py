@@ -11,21 +11,19 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import require_verl  # noqa: E402
+from conftest import require_verl
 
 require_verl()
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from conftest import FAST, ROOT, compose_config, run_dars
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+from test_config import make_checkpoint
 
-from dars.backends import verl as backend  # noqa: E402
-from dars.config import validate  # noqa: E402  (also registers the run-name resolver)
-from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE  # noqa: E402
-
-from conftest import FAST, ROOT, compose_config, run_dars  # noqa: E402
-from test_config import make_checkpoint  # noqa: E402
+from dars.backends import verl as backend
+from dars.config import validate  # also registers the run-name resolver
+from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (ROOT / "conf/preset").glob("*.yaml"))
@@ -46,8 +44,15 @@ def test_every_experiment_and_preset_is_a_valid_verl_config(experiment, preset, 
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
     ckpt = make_checkpoint(tmp_path / "ckpt")  # validate looks for a checkpoint's files
-    cfg = compose_config([f"experiment={experiment}", f"preset={preset}", "backend=verl",
-                        f"paths.data_dir={paper_data}", f"model.path={ckpt}"])
+    cfg = compose_config(
+        [
+            f"experiment={experiment}",
+            f"preset={preset}",
+            "backend=verl",
+            f"paths.data_dir={paper_data}",
+            f"model.path={ckpt}",
+        ]
+    )
     validate(cfg)
     backend.check(cfg)
     inputs = backend.prepare_inputs(cfg, tmp_path / "run")
@@ -64,13 +69,20 @@ def test_every_experiment_and_preset_is_a_valid_verl_config(experiment, preset, 
     a, t, r, e = cfg.algorithm, cfg.train, cfg.rollout, cfg.eval
     actor, rollout = v.actor_rollout_ref.actor, v.actor_rollout_ref.rollout
     assert v.data.train_batch_size == t.batch_size and rollout.n == r.n
-    assert (v.dars.schedule, v.dars.n_max, v.dars.filter_groups, v.dars.update_mode) == \
-        (a.schedule, a.n_max, a.filter_groups, t.update_mode)
+    assert (v.dars.schedule, v.dars.n_max, v.dars.filter_groups, v.dars.update_mode) == (
+        a.schedule,
+        a.n_max,
+        a.filter_groups,
+        t.update_mode,
+    )
     assert actor.optim.lr == t.lr and actor.ppo_epochs == t.ppo_epochs and actor.entropy_coeff == a.entropy_coeff
     assert (v.data.max_prompt_length, v.data.max_response_length) == (r.max_prompt_length, r.max_response_length)
     assert rollout.response_length == r.max_response_length  # verl derives it from data.*
-    assert (rollout.val_kwargs.n, rollout.val_kwargs.do_sample, rollout.val_kwargs.temperature) == \
-        (e.n_val, True, e.temperature)
+    assert (rollout.val_kwargs.n, rollout.val_kwargs.do_sample, rollout.val_kwargs.temperature) == (
+        e.n_val,
+        True,
+        e.temperature,
+    )
     assert v.trainer.total_training_steps == t.total_steps and v.trainer.test_freq == t.test_freq
     assert v.trainer.n_gpus_per_node == cfg.scale.n_gpus_per_node and v.trainer.use_v1 is False
     assert actor.loss_agg_mode == "seq-mean-token-sum-norm" and actor.loss_scale_factor == r.max_response_length
@@ -94,8 +106,12 @@ def test_every_experiment_and_preset_is_a_valid_verl_config(experiment, preset, 
 def test_paper_grid_numbers():
     """A few of docs/algorithm.md §10's numbers, end to end through the translation."""
     cfg = compose_config(["experiment=dars_hw_breadth", "preset=qwen2.5-math-1.5b", "backend=verl", "model.path=/m"])
-    ov = dict(o.split("=", 1) for o in backend.verl_overrides(
-        cfg, "/runs/x", model_path="/m", train_file="/d/t.parquet", val_file="/d/v.parquet", use_template=True))
+    ov = dict(
+        o.split("=", 1)
+        for o in backend.verl_overrides(
+            cfg, "/runs/x", model_path="/m", train_file="/d/t.parquet", val_file="/d/v.parquet", use_template=True
+        )
+    )
     assert ov["data.train_batch_size"] == "3072" and ov["dars.n_max"] == "64" and ov["dars.schedule"] == "hw"
     assert ov["actor_rollout_ref.actor.optim.lr"] == "5e-06" and ov["actor_rollout_ref.actor.ppo_epochs"] == "2"
     assert ov["actor_rollout_ref.rollout.gpu_memory_utilization"] == "0.7"
@@ -104,7 +120,9 @@ def test_paper_grid_numbers():
 
 
 def test_mini_batch_with_stage2_is_refused_with_the_fix(tmp_path, cache_dir):
-    proc = run_dars([*FAST, "backend=verl", "experiment=dars_et", "update=mini_batch"], tmp_path, cache_dir, check=False)
+    proc = run_dars(
+        [*FAST, "backend=verl", "experiment=dars_et", "update=mini_batch"], tmp_path, cache_dir, check=False
+    )
     assert proc.returncode == 2 and "Use update=full_batch" in proc.stderr and "Traceback" not in proc.stderr
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
@@ -126,8 +144,9 @@ def test_dry_run_command_runs_through_verls_entry_point(tmp_path, cache_dir):
     assert "dry_run" in proc.stdout
     argv = shlex.split(command.read_text().split("\n", 2)[2].replace("\\\n", " "))
     assert argv[1:3] == ["-m", "dars.backends.verl_trainer"]
-    out = subprocess.run([sys.executable, *argv[1:], "--cfg", "job", "--resolve"], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, *argv[1:], "--cfg", "job", "--resolve"], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     printed = OmegaConf.create(out.stdout)
     assert printed.dars.schedule == "hw" and printed.dars.n_max == 64 and printed.dars.run_dir == str(run_dir)
@@ -140,27 +159,53 @@ def test_multi_node_ranks_share_one_ray_cluster(tmp_path, cache_dir):
     runs in the script's dry-run mode (Ray itself is exercised by verl, not here)."""
     import os
 
-    base = dict(os.environ, DARS_OUTPUT_DIR=str(tmp_path), DARS_CACHE_DIR=str(cache_dir), SLURM_NNODES="2",
-                SLURM_JOB_NUM_NODES="2", SLURM_JOB_NODELIST="gpu-a,gpu-b", RAY_CLUSTER_DRY_RUN="1",
-                RAY_HEAD_IP="10.0.0.1")
+    base = dict(
+        os.environ,
+        DARS_OUTPUT_DIR=str(tmp_path),
+        DARS_CACHE_DIR=str(cache_dir),
+        SLURM_NNODES="2",
+        SLURM_JOB_NUM_NODES="2",
+        SLURM_JOB_NODELIST="gpu-a,gpu-b",
+        RAY_CLUSTER_DRY_RUN="1",
+        RAY_HEAD_IP="10.0.0.1",
+    )
     args = [sys.executable, "-m", "dars.run", *FAST, "backend=verl", "experiment=dars_et", "backend.nnodes=2"]
-    worker = subprocess.run([*args], env={**base, "SLURM_NODEID": "1"}, cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
+    worker = subprocess.run(
+        [*args], env={**base, "SLURM_NODEID": "1"}, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert worker.returncode == 0, worker.stderr[-2000:]
     assert "ray start --address=10.0.0.1:6379" in worker.stdout + worker.stderr
     assert not list(tmp_path.rglob("command.sh"))  # workers never start a driver
 
-    head = subprocess.run([*args, "backend.dry_run=true"], env={**base, "SLURM_NODEID": "0"}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    head = subprocess.run(
+        [*args, "backend.dry_run=true"],
+        env={**base, "SLURM_NODEID": "0"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert head.returncode == 0, head.stderr[-2000:]
     command = next(tmp_path.rglob("verl/command.sh")).read_text()
     assert "slurm/ray_cluster.sh" in command and "trainer.nnodes=2" in command
     # verl's ray.init joins the script's cluster (RAY_ADDRESS), where Ray refuses a num_cpus argument
     assert "ray_kwargs.ray_init.num_cpus" not in command
 
-    wrong = subprocess.run(args, env={**base, "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0"},
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    wrong = subprocess.run(
+        args,
+        env={**base, "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert wrong.returncode == 2 and "backend.nnodes=2 but this job has 1 node" in wrong.stderr
-    wrong = subprocess.run([a for a in args if a != "backend.nnodes=2"], env={**base, "SLURM_NODEID": "1"}, cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)  # hydra.launcher.nodes=2 set by hand
+    wrong = subprocess.run(
+        [a for a in args if a != "backend.nnodes=2"],
+        env={**base, "SLURM_NODEID": "1"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # hydra.launcher.nodes=2 set by hand
     assert wrong.returncode == 2 and "set backend.nnodes=2" in wrong.stderr

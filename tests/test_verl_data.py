@@ -26,8 +26,10 @@ from dars.verl_data import (
 )
 
 # A real Jinja chat template with role markers, so "template on" and "off" give different text.
-CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +104,10 @@ def test_overlong_prompts_are_filtered_by_token_count(tmp_path, tok, caplog):
         kept = load_verl_problems(path, tokenizer=tok, use_template=False, max_prompt_length=13)
     assert [p.id for p in kept] == ["100", "101", "102"]  # 13 tokens is not over the limit
     assert "dropped 1 of 4" in caplog.text
-    assert len(load_verl_problems(path, tokenizer=tok, use_template=False, max_prompt_length=13,
-                                  filter_overlong=False)) == 4
+    assert (
+        len(load_verl_problems(path, tokenizer=tok, use_template=False, max_prompt_length=13, filter_overlong=False))
+        == 4
+    )
     with pytest.raises(DataError, match="every prompt is longer"):
         load_verl_problems(path, tokenizer=tok, use_template=False, max_prompt_length=3)
 
@@ -153,6 +157,7 @@ def test_missing_column_is_named(tmp_path):
 def _break_row2(key, value):
     def f(rows):
         rows[2][key] = value
+
     return f
 
 
@@ -160,21 +165,33 @@ def _every_row(key, fn):
     def f(rows):
         for r in rows:
             r[key] = fn(r[key])
+
     return f
 
 
-@pytest.mark.parametrize("breaker, bad_row, column, what", [
-    # a whole column of the wrong type (what a pandas export with JSON strings gives): row 0 fails first
-    (_every_row("prompt", json.dumps), 0, "prompt", "non-empty list of chat messages, got str"),
-    (_every_row("data_source", len), 0, "data_source", "must be a non-empty string, got int"),
-    (_break_row2("prompt", []), 2, "prompt", "non-empty list"),
-    (_break_row2("prompt", [{"role": "user"}]), 2, "prompt", "message 0 has no string content"),
-    (_break_row2("prompt", [{"role": "robot", "content": "x"}]), 2, "prompt", "message 0 has role 'robot'"),
-    (_break_row2("reward_model", {"ground_truth": "", "style": "rule"}), 2, "reward_model.ground_truth",
-     "must be a non-empty string"),
-    (_break_row2("reward_model", {"ground_truth": None, "style": "rule"}), 2, "reward_model.ground_truth",
-     "must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "breaker, bad_row, column, what",
+    [
+        # a whole column of the wrong type (what a pandas export with JSON strings gives): row 0 fails first
+        (_every_row("prompt", json.dumps), 0, "prompt", "non-empty list of chat messages, got str"),
+        (_every_row("data_source", len), 0, "data_source", "must be a non-empty string, got int"),
+        (_break_row2("prompt", []), 2, "prompt", "non-empty list"),
+        (_break_row2("prompt", [{"role": "user"}]), 2, "prompt", "message 0 has no string content"),
+        (_break_row2("prompt", [{"role": "robot", "content": "x"}]), 2, "prompt", "message 0 has role 'robot'"),
+        (
+            _break_row2("reward_model", {"ground_truth": "", "style": "rule"}),
+            2,
+            "reward_model.ground_truth",
+            "must be a non-empty string",
+        ),
+        (
+            _break_row2("reward_model", {"ground_truth": None, "style": "rule"}),
+            2,
+            "reward_model.ground_truth",
+            "must be a non-empty string",
+        ),
+    ],
+)
 def test_bad_row_names_file_row_index_and_column(tmp_path, tok, breaker, bad_row, column, what):
     rows = good_rows()
     breaker(rows)
@@ -245,12 +262,29 @@ def test_written_files_respect_the_umask(tmp_path, umask, mode):
 def test_load_splits_dispatches(tmp_path, tok):
     from omegaconf import OmegaConf
 
-    syn = OmegaConf.create({"name": "synthetic", "levels": ["add1", "mul"], "train_per_level": 3,
-                            "val_per_level": 2, "val_pool": 0.2, "seed": 0, "prompt_template": "{question}="})
+    syn = OmegaConf.create(
+        {
+            "name": "synthetic",
+            "levels": ["add1", "mul"],
+            "train_per_level": 3,
+            "val_per_level": 2,
+            "val_pool": 0.2,
+            "seed": 0,
+            "prompt_template": "{question}=",
+        }
+    )
     assert load_splits(syn, tok, 16) == synthetic_splits(["add1", "mul"], 3, 2, 0, "{question}=")
     f = write(tmp_path / "t.parquet", good_rows())
-    par = OmegaConf.create({"name": "parquet", "train_file": str(f), "val_file": str(f), "use_template": False,
-                            "filter_overlong_prompts": True, "allow_invalid_rows": False})
+    par = OmegaConf.create(
+        {
+            "name": "parquet",
+            "train_file": str(f),
+            "val_file": str(f),
+            "use_template": False,
+            "filter_overlong_prompts": True,
+            "allow_invalid_rows": False,
+        }
+    )
     train, val = load_splits(par, tok, 16)
     assert train == val and [p.prompt for p in train] == [f"S:{i}+{i}=" for i in range(4)]
     with pytest.raises(ValueError, match="synthetic or data=parquet"):
@@ -259,20 +293,42 @@ def test_load_splits_dispatches(tmp_path, tok):
 
 # ------------------------------------------------------------------------------------ prep CLI
 def prep(*args):
-    return subprocess.run([sys.executable, "-m", "dars.prepare_data", *map(str, args)], check=False, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dars.prepare_data", *map(str, args)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_prepare_data_cli(tmp_path, chat_tok):
     src = tmp_path / "qa.jsonl"
-    src.write_text("\n".join(json.dumps(r) for r in [
-        {"question": "1+1", "answer": "2", "bench": "easy"},
-        {"question": "2*3", "answer": 6, "bench": "hard"},
-        {"question": "5-1", "answer": "4", "bench": "easy"},
-    ]) + "\n")
+    src.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"question": "1+1", "answer": "2", "bench": "easy"},
+                {"question": "2*3", "answer": 6, "bench": "hard"},
+                {"question": "5-1", "answer": "4", "bench": "easy"},
+            ]
+        )
+        + "\n"
+    )
     out = tmp_path / "out" / "qa.parquet"
-    p = prep(src, out, "--data-source-col", "bench", "--system", "Solve.", "--instruction",
-             r"{question} Put the answer in \boxed{}.", "--split", "test")
+    p = prep(
+        src,
+        out,
+        "--data-source-col",
+        "bench",
+        "--system",
+        "Solve.",
+        "--instruction",
+        r"{question} Put the answer in \boxed{}.",
+        "--split",
+        "test",
+    )
     assert p.returncode == 0, p.stderr
     assert "Wrote 3 rows" in p.stdout and "easy 2, hard 1" in p.stdout and str(out) in p.stdout
     probs = load_verl_problems(out, tokenizer=chat_tok, use_template=True)
@@ -285,17 +341,29 @@ def test_prepare_data_cli(tmp_path, chat_tok):
     assert forced.returncode == 0 and validate_verl_parquet(out)["data_sources"] == {"mixed": 3}
 
 
-@pytest.mark.parametrize("content, name, args, expect", [
-    (None, "missing.jsonl", [], "missing.jsonl: input file not found"),
-    ('{"question": "1+1", "answer": "2"}\n{"question": "2+2", "answer": ""}\n', "qa.jsonl", [],
-     "qa.jsonl: row 1, column 'answer': empty answer"),
-    ('{"q": "1+1", "answer": "2"}\n', "qa.jsonl", [], "no column 'question'"),
-    ('question,answer\n1+1,2\n', "qa.csv", ["--answer-col", "gold"], "no column 'gold'"),
-    ('question,answer\n1+1,2\n2+2,\n', "qa.csv", [], "qa.csv: row 1, column 'answer': empty answer"),
-    ("question\tanswer\n", "qa.tsv", [], "unknown extension '.tsv'"),
-    ("not parquet", "qa.parquet", [], "qa.parquet: could not be read as .parquet"),
-    ('{"question": "1+1", "answer": "2"}\n', "qa.jsonl", ["--instruction", "Solve it"], "no {question} placeholder"),
-])
+@pytest.mark.parametrize(
+    "content, name, args, expect",
+    [
+        (None, "missing.jsonl", [], "missing.jsonl: input file not found"),
+        (
+            '{"question": "1+1", "answer": "2"}\n{"question": "2+2", "answer": ""}\n',
+            "qa.jsonl",
+            [],
+            "qa.jsonl: row 1, column 'answer': empty answer",
+        ),
+        ('{"q": "1+1", "answer": "2"}\n', "qa.jsonl", [], "no column 'question'"),
+        ("question,answer\n1+1,2\n", "qa.csv", ["--answer-col", "gold"], "no column 'gold'"),
+        ("question,answer\n1+1,2\n2+2,\n", "qa.csv", [], "qa.csv: row 1, column 'answer': empty answer"),
+        ("question\tanswer\n", "qa.tsv", [], "unknown extension '.tsv'"),
+        ("not parquet", "qa.parquet", [], "qa.parquet: could not be read as .parquet"),
+        (
+            '{"question": "1+1", "answer": "2"}\n',
+            "qa.jsonl",
+            ["--instruction", "Solve it"],
+            "no {question} placeholder",
+        ),
+    ],
+)
 def test_prepare_data_bad_input_exits_2_with_one_line(tmp_path, content, name, args, expect):
     src = tmp_path / name
     if content is not None:
@@ -311,8 +379,17 @@ def test_prepare_data_bad_input_exits_2_with_one_line(tmp_path, content, name, a
 def test_prepare_data_help_documents_every_option():
     p = prep("--help")
     assert p.returncode == 0
-    for opt in ["--question-col", "--answer-col", "--data-source", "--data-source-col", "--instruction",
-                "--system", "--split", "--ability", "--force"]:
+    for opt in [
+        "--question-col",
+        "--answer-col",
+        "--data-source",
+        "--data-source-col",
+        "--instruction",
+        "--system",
+        "--split",
+        "--ability",
+        "--force",
+    ]:
         assert opt in p.stdout
 
 
@@ -346,8 +423,18 @@ def test_parquet_run_equals_synthetic_run(tmp_path, cache_dir):
     run_dars(["data=synthetic", *common], tmp_path / "syn", cache_dir)
     base = cache_dir / "base_models" / base_model_key(cfg)  # the warm-started tiny model the run used
     assert (base / "config.json").exists()
-    run_dars(["data=parquet", f"data.train_file={tf}", f"data.val_file={vf}", "data.use_template=false",
-              f"model.path={base}", *common], tmp_path / "par", cache_dir)
+    run_dars(
+        [
+            "data=parquet",
+            f"data.train_file={tf}",
+            f"data.val_file={vf}",
+            "data.use_template=false",
+            f"model.path={base}",
+            *common,
+        ],
+        tmp_path / "par",
+        cache_dir,
+    )
 
     (syn,) = (tmp_path / "syn/runs/tiny").iterdir()
     (par,) = (tmp_path / "par/runs/tiny").iterdir()
@@ -372,11 +459,25 @@ def test_broken_data_file_stops_the_run_before_any_work(tmp_path, cache_dir):
     assert not list((tmp_path / "out").rglob("metrics.jsonl"))
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_dir() and p.parent.name == "tiny"]
 
-    missing = run_dars(["data=parquet", f"data.train_file={tmp_path}/none.parquet", f"data.val_file={good}",
-                        *FAST, "model.warm_start.steps=0"], tmp_path / "out2", cache_dir, check=False)
+    missing = run_dars(
+        [
+            "data=parquet",
+            f"data.train_file={tmp_path}/none.parquet",
+            f"data.val_file={good}",
+            *FAST,
+            "model.warm_start.steps=0",
+        ],
+        tmp_path / "out2",
+        cache_dir,
+        check=False,
+    )
     assert missing.returncode == 2 and "data.train_file" in missing.stderr and "dars.prepare_data" in missing.stderr
-    tiny = run_dars(["data=parquet", f"data.train_file={good}", f"data.val_file={good}", *FAST],
-                    tmp_path / "out3", cache_dir, check=False)
+    tiny = run_dars(
+        ["data=parquet", f"data.train_file={good}", f"data.val_file={good}", *FAST],
+        tmp_path / "out3",
+        cache_dir,
+        check=False,
+    )
     assert tiny.returncode == 2 and "model.path" in tiny.stderr
     unknown = run_dars(["data=synthetic", "data.name=csv", *FAST], tmp_path / "out4", cache_dir, check=False)
     assert unknown.returncode == 2 and "data=synthetic or data=parquet" in unknown.stderr

@@ -16,22 +16,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from conftest import require_verl  # noqa: E402
+from conftest import require_verl
 
 require_verl()
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from tensordict import TensorDict  # noqa: E402
-from verl import DataProto  # noqa: E402
-from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage  # noqa: E402
-from verl.utils import tensordict_utils as tu  # noqa: E402
+from conftest import ROOT, compose_config
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from tensordict import TensorDict
+from verl import DataProto
+from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
+from verl.utils import tensordict_utils as tu
 
-from dars import schedules  # noqa: E402
-from dars.backends.verl_trainer import PAD_UID, DarsRayTrainer, uid_groups  # noqa: E402
-
-from conftest import ROOT, compose_config  # noqa: E402
+from dars import schedules
+from dars.backends.verl_trainer import PAD_UID, DarsRayTrainer, uid_groups
 
 N = 8
 # stage-1 correct answers out of n for each of five prompts: hard ... all-correct
@@ -78,11 +76,20 @@ class FakeRolloutManager:
             rm_scores[i, n_tok - 1] = scores[i]
         attention_mask = torch.cat([torch.ones((b, lp), dtype=torch.long), response_mask], dim=1)
         return DataProto.from_dict(
-            tensors={"prompts": prompts, "responses": responses, "response_mask": response_mask,
-                     "input_ids": torch.cat([prompts, responses], dim=1), "attention_mask": attention_mask,
-                     "position_ids": torch.clamp(attention_mask.cumsum(-1) - 1, min=0), "rm_scores": rm_scores},
-            non_tensors={"acc": np.array(scores), "pred": np.array(["x"] * b, dtype=object),
-                         "__num_turns__": np.full(b, 2, dtype=np.int32)},
+            tensors={
+                "prompts": prompts,
+                "responses": responses,
+                "response_mask": response_mask,
+                "input_ids": torch.cat([prompts, responses], dim=1),
+                "attention_mask": attention_mask,
+                "position_ids": torch.clamp(attention_mask.cumsum(-1) - 1, min=0),
+                "rm_scores": rm_scores,
+            },
+            non_tensors={
+                "acc": np.array(scores),
+                "pred": np.array(["x"] * b, dtype=object),
+                "__num_turns__": np.full(b, 2, dtype=np.int32),
+            },
             meta_info={"timing": {"agent_loop/generate_sequences/mean": 0.0}, "reward_extra_keys": ["acc", "pred"]},
         )
 
@@ -109,8 +116,9 @@ class FakeActorWorkerGroup:
 
     def compute_log_prob(self, td: TensorDict) -> TensorDict:
         zeros = td["input_ids"].to(torch.float32) * 0.0  # nested (no-padding) layout, as the engine
-        return tu.get_tensordict({"log_probs": zeros - 0.5, "entropy": zeros + 1.25},
-                                 non_tensor_dict={"metrics": {"mfu": 0.0}})
+        return tu.get_tensordict(
+            {"log_probs": zeros - 0.5, "entropy": zeros + 1.25}, non_tensor_dict={"metrics": {"mfu": 0.0}}
+        )
 
     def save_checkpoint(self, local_path, hdfs_path=None, global_step=0, max_ckpt_to_keep=None):
         Path(local_path).mkdir(parents=True, exist_ok=True)  # the weights would go here
@@ -121,8 +129,10 @@ class FakeActorWorkerGroup:
 
     def update_actor(self, td: TensorDict) -> TensorDict:
         self.updates.append(td)
-        return tu.get_tensordict({"dummy": torch.zeros(1)}, non_tensor_dict={
-            "metrics": {"pg_loss": 0.1, "pg_clipfrac": 0.0, "grad_norm": 1.0, "lr": 1e-6, "mfu": 0.0}})
+        return tu.get_tensordict(
+            {"dummy": torch.zeros(1)},
+            non_tensor_dict={"metrics": {"pg_loss": 0.1, "pg_clipfrac": 0.0, "grad_norm": 1.0, "lr": 1e-6, "mfu": 0.0}},
+        )
 
 
 def stage1_correct(prompt: int, k: int) -> bool:
@@ -136,14 +146,32 @@ def bare_trainer(dars_cfg: dict, dp: int = 4, correct_fn=stage1_correct) -> Dars
     from omegaconf import OmegaConf
 
     t = DarsRayTrainer.__new__(DarsRayTrainer)
-    t.config = OmegaConf.create({
-        "dars": {"schedule": "et", "n_max": 32, "use_std": False, "filter_groups": True, "upper_threshold": 1.0,
-                 "update_mode": "full_batch", "max_k": None, "save_responses": False, **dars_cfg},
-        "actor_rollout_ref": {
-            "rollout": {"n": N, "temperature": 1.0, "agent": {"num_workers": 8}, "multi_turn": {"enable": False}},
-            "actor": {"ppo_epochs": 2, "ppo_mini_batch_size": 5, "calculate_entropy": False, "entropy_coeff": 0.001,
-                      "data_loader_seed": 42, "shuffle": False}},
-    })
+    t.config = OmegaConf.create(
+        {
+            "dars": {
+                "schedule": "et",
+                "n_max": 32,
+                "use_std": False,
+                "filter_groups": True,
+                "upper_threshold": 1.0,
+                "update_mode": "full_batch",
+                "max_k": None,
+                "save_responses": False,
+                **dars_cfg,
+            },
+            "actor_rollout_ref": {
+                "rollout": {"n": N, "temperature": 1.0, "agent": {"num_workers": 8}, "multi_turn": {"enable": False}},
+                "actor": {
+                    "ppo_epochs": 2,
+                    "ppo_mini_batch_size": 5,
+                    "calculate_entropy": False,
+                    "entropy_coeff": 0.001,
+                    "data_loader_seed": 42,
+                    "shuffle": False,
+                },
+            },
+        }
+    )
     t.async_rollout_manager = FakeRolloutManager(correct_fn)
     t.checkpoint_manager = FakeCheckpointManager(t.async_rollout_manager)
     t.actor_rollout_wg = FakeActorWorkerGroup(dp)
@@ -159,7 +187,8 @@ def prompt_batch(num_prompts: int = 5) -> DataProto:
             "reward_model": np.array([{"ground_truth": "1", "style": "rule"}] * num_prompts, dtype=object),
             "extra_info": np.array([{"index": i} for i in range(num_prompts)], dtype=object),
             "raw_prompt": np.array([[{"role": "user", "content": f"q{i}"}] for i in range(num_prompts)], dtype=object),
-        })
+        },
+    )
     batch.non_tensor_batch["uid"] = np.array([f"uid-{i}" for i in range(num_prompts)], dtype=object)
     return batch
 
@@ -217,8 +246,11 @@ def test_padding_rows_carry_no_loss_and_advantages_match_verl_grpo():
         assert adv[pads].abs().sum() == 0
         # verl's own GRPO (mean-centred, norm_adv_by_std_in_grpo=False) on the real rows agrees
         verl_adv, _ = compute_grpo_outcome_advantage(
-            batch.batch["rm_scores"][~pads], batch.batch["response_mask"][~pads],
-            batch.non_tensor_batch["uid"][~pads], norm_adv_by_std_in_grpo=False)
+            batch.batch["rm_scores"][~pads],
+            batch.batch["response_mask"][~pads],
+            batch.non_tensor_batch["uid"][~pads],
+            norm_adv_by_std_in_grpo=False,
+        )
         torch.testing.assert_close(adv[~pads], verl_adv)
         # and it is r - mean(group), broadcast over the response
         first = batch.batch["response_mask"][:, 0].bool() & torch.as_tensor(~pads)
@@ -256,9 +288,23 @@ def fit_tiny(run_dir, extra: list[str] = ()):
     from dars.model import build_char_tokenizer
     from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE
 
-    cfg = compose_config(["experiment=dars_et", "preset=tiny", "backend=verl", "train.batch_size=5", "scale.n_val=4",
-                        "train.total_steps=3", "train.test_freq=2", "train.save_freq=0", "data.train_per_level=4",
-                        "eval.save_responses=true", "data.val_per_level=2", "model.path=/unused", *extra])
+    cfg = compose_config(
+        [
+            "experiment=dars_et",
+            "preset=tiny",
+            "backend=verl",
+            "train.batch_size=5",
+            "scale.n_val=4",
+            "train.total_steps=3",
+            "train.test_freq=2",
+            "train.save_freq=0",
+            "data.train_per_level=4",
+            "eval.save_responses=true",
+            "data.val_per_level=2",
+            "model.path=/unused",
+            *extra,
+        ]
+    )
     inputs = backend.prepare_inputs(cfg, run_dir)
     overrides = [o for o in backend.verl_overrides(cfg, run_dir, **inputs) if not o.startswith("hydra.")]
     GlobalHydra.instance().clear()
@@ -274,9 +320,16 @@ def fit_tiny(run_dir, extra: list[str] = ()):
     def correct(prompt, k):  # easy prompts always right (filtered), the rest partly
         return prompt % 5 == 0 or (prompt % 5 != 4 and k % (prompt % 5 + 1) == 0)
 
-    trainer = DarsRayTrainer(config=vcfg, tokenizer=tok, role_worker_mapping={Role.ActorRollout: object},
-                             resource_pool_manager=None, train_dataset=train, val_dataset=val, collate_fn=collate_fn,
-                             train_sampler=create_rl_sampler(vcfg.data, train))
+    trainer = DarsRayTrainer(
+        config=vcfg,
+        tokenizer=tok,
+        role_worker_mapping={Role.ActorRollout: object},
+        resource_pool_manager=None,
+        train_dataset=train,
+        val_dataset=val,
+        collate_fn=collate_fn,
+        train_sampler=create_rl_sampler(vcfg.data, train),
+    )
     trainer.async_rollout_manager = FakeRolloutManager(correct)
     trainer.checkpoint_manager = FakeCheckpointManager(trainer.async_rollout_manager)
     trainer.actor_rollout_wg = FakeActorWorkerGroup(dp=1)

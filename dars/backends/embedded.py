@@ -62,8 +62,7 @@ def _stack_rows(rows: list[torch.Tensor], width: int) -> torch.Tensor:
     return torch.stack([torch.nn.functional.pad(r, (0, width - r.shape[0])) for r in rows])
 
 
-def response_logprobs(model, prompts, responses, pad_id, device, autocast_ctx, temperature=1.0,
-                      with_entropy=False):
+def response_logprobs(model, prompts, responses, pad_id, device, autocast_ctx, temperature=1.0, with_entropy=False):
     """Log-probs (and entropy) of each response token under ``model``. Rows are right-padded so
     every response starts at column 0: returns [B, R] log-probs, [B, R] entropy (or None) and the
     [B, R] response mask. Logits are divided by the sampling temperature, as the sampler saw them."""
@@ -131,7 +130,9 @@ class EmbeddedTrainer:
     def setup(self) -> None:
         cfg = self.cfg
         self.runlog = RunLog(
-            self.run_dir, cfg.logger.wandb, run_name=cfg.run_name,
+            self.run_dir,
+            cfg.logger.wandb,
+            run_name=cfg.run_name,
             config=OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True),
         )
         seed_everything(cfg.seed, "setup")
@@ -147,20 +148,22 @@ class EmbeddedTrainer:
         self.model.to(self.device)
         self.model.config.use_cache = True
         n_params = sum(p.numel() for p in self.model.parameters())
-        log.info("policy: %s (%.2fM parameters) on %s, compute %s", self.source, n_params / 1e6, self.device, self.amp_dtype)
+        log.info(
+            "policy: %s (%.2fM parameters) on %s, compute %s", self.source, n_params / 1e6, self.device, self.amp_dtype
+        )
         self.ref_model = None
         if cfg.algorithm.kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
 
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
-            weight_decay=cfg.train.weight_decay,
+            self.model.parameters(), lr=cfg.train.lr, betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay
         )
         self.engine = HFGenerateEngine(self.model, self.tok, self.device, self.autocast, cfg.rollout.micro_batch_size)
         from dars.rewards import RewardScorer
 
-        self.scorer = RewardScorer(version=cfg.reward.version, num_workers=cfg.reward.num_workers,
-                                   timeout_s=cfg.reward.timeout_s)
+        self.scorer = RewardScorer(
+            version=cfg.reward.version, num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s
+        )
         self._prompt_cache: dict[str, list[int]] = {}
         self.val_prompt_ids = [self._encode(p.prompt) for p in self.val_problems]
 
@@ -204,11 +207,20 @@ class EmbeddedTrainer:
             self.state = TrainState(**ckpt["train_state"])
         dropped = self.runlog.truncate_after(self.state.step)
         if found is not None:
-            log.info("resumed from %s (step %d, %d prompt batches consumed%s)", path, self.state.step,
-                     self.state.batch_index, f"; {dropped} later step record(s) dropped, to be recomputed" if dropped else "")
+            log.info(
+                "resumed from %s (step %d, %d prompt batches consumed%s)",
+                path,
+                self.state.step,
+                self.state.batch_index,
+                f"; {dropped} later step record(s) dropped, to be recomputed" if dropped else "",
+            )
         elif dropped:
-            log.warning("no valid checkpoint in %s: starting again from step 0; the %d step record(s) logged "
-                        "before are dropped and will be recomputed", self.run_dir / "checkpoints", dropped)
+            log.warning(
+                "no valid checkpoint in %s: starting again from step 0; the %d step record(s) logged "
+                "before are dropped and will be recomputed",
+                self.run_dir / "checkpoints",
+                dropped,
+            )
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
@@ -217,31 +229,45 @@ class EmbeddedTrainer:
         if self.done is not None:
             log.info("run already completed at step %d; nothing to do", self.done["step"])
             return self.done
-        self.runlog.set_status("running", step=st.step, total_steps=total, experiment=cfg.experiment_name,
-                               seed=cfg.seed, error=None)
+        self.runlog.set_status(
+            "running", step=st.step, total_steps=total, experiment=cfg.experiment_name, seed=cfg.seed, error=None
+        )
         if st.step == 0 and cfg.train.val_before_train and not self._evaluated(0):
             self.validate()
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=st.step, desc=cfg.run_name, unit="step", dynamic_ncols=True,
-                   disable=not cfg.train.progress_bar)
+        bar = tqdm(
+            total=total,
+            initial=st.step,
+            desc=cfg.run_name,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not cfg.train.progress_bar,
+        )
         while st.step < total and self.stream.epoch_of(st.batch_index) < cfg.train.total_epochs:
             record = self.training_step()
             if record is None:
                 continue
             self.runlog.log_step(record.to_json())
             bar.update(1)
-            bar.set_postfix({"acc": f"{record.acc_stage1:.2f}", "stage2": record.rollouts_stage2,
-                             "kept": record.groups_kept, "H": f"{record.entropy_token_mean:.2f}"})
+            bar.set_postfix(
+                {
+                    "acc": f"{record.acc_stage1:.2f}",
+                    "stage2": record.rollouts_stage2,
+                    "kept": record.groups_kept,
+                    "H": f"{record.entropy_token_mean:.2f}",
+                }
+            )
             if cfg.train.test_freq > 0 and st.step % cfg.train.test_freq == 0:
                 self.validate()
             if cfg.train.save_freq > 0 and st.step % cfg.train.save_freq == 0:
                 self.save()
         bar.close()
         if st.step < total:
-            log.warning("stopped at step %d of %d: train.total_epochs=%d exhausted", st.step, total,
-                        cfg.train.total_epochs)
+            log.warning(
+                "stopped at step %d of %d: train.total_epochs=%d exhausted", st.step, total, cfg.train.total_epochs
+            )
         if not self._evaluated(st.step):
             self.validate()
         self.save()
@@ -277,8 +303,9 @@ class EmbeddedTrainer:
             ro.extend(two.stage2)  # same prompt index = same group
         fields = step.rollout_fields(two, np.array(ro.lengths), r.max_response_length)
         if not two.stats.keep.any():
-            log.info("batch %d: every group was all-correct or all-wrong; skipped (step stays %d)",
-                     batch_index, st.step)
+            log.info(
+                "batch %d: every group was all-correct or all-wrong; skipped (step stays %d)", batch_index, st.step
+            )
             return None
 
         # advantages over merged groups; keep whole groups, ordered by prompt (mini-batches split
@@ -290,9 +317,16 @@ class EmbeddedTrainer:
         upd = self.update(ro, adv, group, kept)
         t_update = time.perf_counter() - t0
         st.step += 1
-        return step.StepRecord(step=st.step, epoch=epoch, **fields, **upd, lr=self.optimizer.param_groups[0]["lr"],
-                               samples_seen=st.samples_seen, time_update=t_update,
-                               time_step=time.perf_counter() - t_step)
+        return step.StepRecord(
+            step=st.step,
+            epoch=epoch,
+            **fields,
+            **upd,
+            lr=self.optimizer.param_groups[0]["lr"],
+            samples_seen=st.samples_seen,
+            time_update=t_update,
+            time_step=time.perf_counter() - t_step,
+        )
 
     def _score(self, ro: Rollouts, golds: list[str]) -> np.ndarray:
         texts = self.tok.batch_decode(ro.response_ids, skip_special_tokens=False)
@@ -340,11 +374,15 @@ class EmbeddedTrainer:
         self.state.optim_total += len(pg) - skipped
         ent_token_mean, ent_seq_mean = entropy_means(ent_sums, ent_counts)
         return dict(
-            entropy_token_mean=ent_token_mean, entropy_seq_mean=ent_seq_mean,
-            loss_pg=float(np.mean(pg)), loss_clipfrac=clipped / max(tokens, 1),
+            entropy_token_mean=ent_token_mean,
+            entropy_seq_mean=ent_seq_mean,
+            loss_pg=float(np.mean(pg)),
+            loss_clipfrac=clipped / max(tokens, 1),
             loss_kl=kl / max(tokens, 1) if self.ref_model is not None else None,
             grad_norm=float(np.mean(norms)) if norms else float("nan"),
-            optim_steps=len(pg) - skipped, optim_skipped=skipped, optim_total=self.state.optim_total,
+            optim_steps=len(pg) - skipped,
+            optim_skipped=skipped,
+            optim_total=self.state.optim_total,
             # prompt + response tokens of the update batch, once per PPO epoch (throughput = this / time/update)
             tokens_trained=int(sum(len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in kept)) * t.ppo_epochs,
         )
@@ -376,11 +414,16 @@ class EmbeddedTrainer:
                     self._record_old(ro, micro, lp, ent, mask, *record_old)
             width = lp.shape[1]
             terms = algo.ppo_loss(
-                lp, _stack_rows([old_lp[i] for i in micro], width),
-                torch.tensor([adv[i] for i in micro], dtype=lp.dtype, device=lp.device), mask,
+                lp,
+                _stack_rows([old_lp[i] for i in micro], width),
+                torch.tensor([adv[i] for i in micro], dtype=lp.dtype, device=lp.device),
+                mask,
                 torch.tensor([weight_of[i] for i in micro], dtype=lp.dtype, device=lp.device),
-                a.clip_ratio_low, a.clip_ratio_high,
-                entropy=ent if a.entropy_coeff > 0 else None, entropy_coeff=a.entropy_coeff, entropy_weight=per_token,
+                a.clip_ratio_low,
+                a.clip_ratio_high,
+                entropy=ent if a.entropy_coeff > 0 else None,
+                entropy_coeff=a.entropy_coeff,
+                entropy_weight=per_token,
                 ref_logprob=_stack_rows([ref_lp[i] for i in micro], width) if ref_lp else None,
                 kl_coef=a.kl_coef,
             )
@@ -414,8 +457,14 @@ class EmbeddedTrainer:
 
     def _forward(self, model, ro: Rollouts, micro: list[int], with_entropy: bool):
         return response_logprobs(
-            model, [ro.prompt_ids[i] for i in micro], [ro.response_ids[i] for i in micro],
-            self.tok.pad_token_id, self.device, self.autocast, self.cfg.rollout.temperature, with_entropy,
+            model,
+            [ro.prompt_ids[i] for i in micro],
+            [ro.response_ids[i] for i in micro],
+            self.tok.pad_token_id,
+            self.device,
+            self.autocast,
+            self.cfg.rollout.temperature,
+            with_entropy,
         )
 
     # ------------------------------------------------------------------ validation
@@ -423,11 +472,18 @@ class EmbeddedTrainer:
         """Everything a step-0 validation depends on: the base weights, the validation set, the
         sampling and its random draws (seed, chunking), the reward."""
         cfg = self.cfg
-        part = lambda node, drop=(): {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()  # noqa: E731
-                                      if k not in drop}
-        spec = {"source": self.source, "seed": cfg.seed, "model": part(cfg.model), "data": part(cfg.data),
-                "eval": part(cfg.eval), "reward": part(cfg.reward, ("num_workers",)),
-                "rollout": part(cfg.rollout, ("n", "temperature", "top_p"))}
+        part = lambda node, drop=(): {
+            k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop
+        }
+        spec = {
+            "source": self.source,
+            "seed": cfg.seed,
+            "model": part(cfg.model),
+            "data": part(cfg.data),
+            "eval": part(cfg.eval),
+            "reward": part(cfg.reward, ("num_workers",)),
+            "rollout": part(cfg.rollout, ("n", "temperature", "top_p")),
+        }
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
     def validate(self) -> dict:
@@ -437,21 +493,42 @@ class EmbeddedTrainer:
         key = self._base_eval_key() if self.state.step == 0 else None
         if key in _BASE_EVALS:  # the runs of a local sweep share their base model's evaluation
             records, summary = copy.deepcopy(_BASE_EVALS[key])
-            log.info("validation at step 0: identical to an earlier run's in this process (same base "
-                     "model, seed and validation settings), reused")
+            log.info(
+                "validation at step 0: identical to an earlier run's in this process (same base "
+                "model, seed and validation settings), reused"
+            )
         else:
             records, summary = run_validation(
-                self.engine, self.scorer, self.tok, self.val_problems, self.val_prompt_ids, e.n_val,
-                self._sampling(e.temperature, e.top_p), save_responses=e.save_responses, max_k=e.max_k,
+                self.engine,
+                self.scorer,
+                self.tok,
+                self.val_problems,
+                self.val_prompt_ids,
+                e.n_val,
+                self._sampling(e.temperature, e.top_p),
+                save_responses=e.save_responses,
+                max_k=e.max_k,
             )
             if key is not None:
                 _BASE_EVALS[key] = copy.deepcopy((records, summary))
-        summary = {"step": self.state.step, "n_val": e.n_val, "temperature": e.temperature, "top_p": e.top_p,
-                   "max_response_length": cfg.rollout.max_response_length, **summary,
-                   "time/eval": time.perf_counter() - t0}
+        summary = {
+            "step": self.state.step,
+            "n_val": e.n_val,
+            "temperature": e.temperature,
+            "top_p": e.top_p,
+            "max_response_length": cfg.rollout.max_response_length,
+            **summary,
+            "time/eval": time.perf_counter() - t0,
+        }
         self.runlog.log_eval(self.state.step, records, summary)
-        log.info("validation at step %d: avg@%d %.3f, pass@%d %.3f", self.state.step, e.n_val,
-                 summary[f"val/all/avg@{e.n_val}"], e.n_val, summary[f"val/all/pass@{e.n_val}"])
+        log.info(
+            "validation at step %d: avg@%d %.3f, pass@%d %.3f",
+            self.state.step,
+            e.n_val,
+            summary[f"val/all/avg@{e.n_val}"],
+            e.n_val,
+            summary[f"val/all/pass@{e.n_val}"],
+        )
         return summary
 
     def cleanup(self) -> None:

@@ -31,8 +31,7 @@ RAY_CLUSTER_SCRIPT = Path(__file__).resolve().parents[2] / "slurm" / "ray_cluste
 
 # dars loss aggregation -> verl actor.loss_agg_mode. "dars" (sum_t / L_max, mean over sequences) is
 # verl's seq-mean-token-sum-norm with loss_scale_factor = max_response_length.
-LOSS_AGG = {"dars": "seq-mean-token-sum-norm", "token-mean": "token-mean",
-            "seq-mean-token-mean": "seq-mean-token-mean"}
+LOSS_AGG = {"dars": "seq-mean-token-sum-norm", "token-mean": "token-mean", "seq-mean-token-mean": "seq-mean-token-mean"}
 
 
 # ---------------------------------------------------------------- config translation
@@ -62,7 +61,8 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(
             "backend=verl runs mini-batch updates only on fixed-size batches, but this experiment has "
             f"{'a stage-2 schedule' if a.schedule != 'uniform' else 'the group filter'} (variable batch size). "
-            "Use update=full_batch (as every DARS experiment does) or backend=embedded.")
+            "Use update=full_batch (as every DARS experiment does) or backend=embedded."
+        )
     if t.update_mode == "mini_batch":
         dp = b.n_gpus_per_node * b.nnodes
         rows = t.ppo_mini_batch_size * cfg.rollout.n
@@ -70,13 +70,15 @@ def check(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"train.ppo_mini_batch_size={t.ppo_mini_batch_size} prompts x rollout.n={cfg.rollout.n} = {rows} "
                 f"rollouts do not split over {dp} GPUs (backend.n_gpus_per_node x backend.nnodes); "
-                "pick a mini-batch whose rollout count divides the GPU count")
+                "pick a mini-batch whose rollout count divides the GPU count"
+            )
     if b.nnodes < 1 or b.n_gpus_per_node < 1:
         raise ConfigError("backend.nnodes and backend.n_gpus_per_node must be >= 1")
 
 
-def verl_overrides(cfg: DictConfig, run_dir: Path, *, model_path: str, train_file: str, val_file: str,
-                   use_template: bool) -> list[str]:
+def verl_overrides(
+    cfg: DictConfig, run_dir: Path, *, model_path: str, train_file: str, val_file: str, use_template: bool
+) -> list[str]:
     """The verl command line (Hydra overrides of dars_ppo.yaml) for this run's config."""
     from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE
 
@@ -102,7 +104,7 @@ def verl_overrides(cfg: DictConfig, run_dir: Path, *, model_path: str, train_fil
         "actor_rollout_ref.actor.optim.lr": float(t.lr),
         "actor_rollout_ref.actor.optim.betas": [float(x) for x in t.betas],
         "actor_rollout_ref.actor.optim.weight_decay": float(t.weight_decay),
-        "actor_rollout_ref.actor.optim.lr_warmup_steps": 0,           # constant LR, no warm-up
+        "actor_rollout_ref.actor.optim.lr_warmup_steps": 0,  # constant LR, no warm-up
         "actor_rollout_ref.actor.optim.clip_grad": float(t.grad_clip),
         "actor_rollout_ref.actor.grad_clip": float(t.grad_clip),
         # full-batch: the config check wants mini <= batch; the DARS trainer uses the real size
@@ -110,14 +112,14 @@ def verl_overrides(cfg: DictConfig, run_dir: Path, *, model_path: str, train_fil
         "actor_rollout_ref.actor.ppo_epochs": t.ppo_epochs,
         "actor_rollout_ref.actor.shuffle": False,
         "actor_rollout_ref.actor.data_loader_seed": cfg.seed,
-        "actor_rollout_ref.actor.use_dynamic_bsz": True,                 # micro-batches by token budget
+        "actor_rollout_ref.actor.use_dynamic_bsz": True,  # micro-batches by token budget
         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": t.max_tokens_per_micro_batch,
         "actor_rollout_ref.actor.clip_ratio_low": float(a.clip_ratio_low),
         "actor_rollout_ref.actor.clip_ratio_high": float(a.clip_ratio_high),
         "actor_rollout_ref.actor.entropy_coeff": float(a.entropy_coeff),
         "actor_rollout_ref.actor.use_kl_loss": a.kl_coef > 0,
         "actor_rollout_ref.actor.kl_loss_coef": float(a.kl_coef),
-        "actor_rollout_ref.actor.kl_loss_type": "low_var_kl",            # k3, as the embedded backend
+        "actor_rollout_ref.actor.kl_loss_type": "low_var_kl",  # k3, as the embedded backend
         "actor_rollout_ref.actor.loss_agg_mode": LOSS_AGG[a.loss_agg_mode],
         "actor_rollout_ref.actor.loss_scale_factor": r.max_response_length if a.loss_agg_mode == "dars" else None,
         # --- rollout (vLLM); stage 2 uses the same sampling parameters
@@ -131,7 +133,7 @@ def verl_overrides(cfg: DictConfig, run_dir: Path, *, model_path: str, train_fil
         "actor_rollout_ref.rollout.gpu_memory_utilization": float(b.gpu_memory_utilization),
         "actor_rollout_ref.rollout.agent.num_workers": b.agent_workers,
         "actor_rollout_ref.rollout.val_kwargs.n": e.n_val,
-        "actor_rollout_ref.rollout.val_kwargs.do_sample": True,          # Pass@k needs samples
+        "actor_rollout_ref.rollout.val_kwargs.do_sample": True,  # Pass@k needs samples
         "actor_rollout_ref.rollout.val_kwargs.temperature": float(e.temperature),
         "actor_rollout_ref.rollout.val_kwargs.top_p": float(e.top_p),
         "actor_rollout_ref.rollout.val_kwargs.top_k": r.top_k,
@@ -213,8 +215,12 @@ def prepare_inputs(cfg: DictConfig, run_dir: Path) -> dict:
     else:  # parquet: dars.config.validate has checked every row already
         files = {"train": str(Path(d.train_file).expanduser()), "val": str(Path(d.val_file).expanduser())}
         use_template = bool(d.use_template)
-    return {"model_path": model_path, "train_file": files["train"], "val_file": files["val"],
-            "use_template": use_template}
+    return {
+        "model_path": model_path,
+        "train_file": files["train"],
+        "val_file": files["val"],
+        "use_template": use_template,
+    }
 
 
 def command(cfg: DictConfig, run_dir: Path, inputs: dict) -> list[str]:
@@ -230,16 +236,22 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     nodes = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", 1)))
     rank = int(os.environ.get("SLURM_NODEID", os.environ.get("SLURM_PROCID", 0)) or 0)
     if b.nnodes == 1 and nodes > 1 and "SLURM_NODEID" in os.environ:
-        raise ConfigError(f"this job has {nodes} nodes but backend.nnodes=1, so every node would start the same "
-                          f"run; set backend.nnodes={nodes} (hydra/launcher=slurm then asks for that many nodes)")
+        raise ConfigError(
+            f"this job has {nodes} nodes but backend.nnodes=1, so every node would start the same "
+            f"run; set backend.nnodes={nodes} (hydra/launcher=slurm then asks for that many nodes)"
+        )
     if b.nnodes > 1:
         if nodes != b.nnodes:
-            raise ConfigError(f"backend.nnodes={b.nnodes} but this job has {nodes} node(s); submit with "
-                              f"hydra/launcher=slurm (it asks Slurm for backend.nnodes nodes)")
+            raise ConfigError(
+                f"backend.nnodes={b.nnodes} but this job has {nodes} node(s); submit with "
+                f"hydra/launcher=slurm (it asks Slurm for backend.nnodes nodes)"
+            )
         if rank != 0:  # worker nodes only join the Ray cluster the head starts
             rc = subprocess.run(["bash", str(RAY_CLUSTER_SCRIPT), "--", "true"]).returncode
             if rc != 0:
-                raise RuntimeError(f"slurm/ray_cluster.sh failed on node rank {rank} (exit {rc}); see its message above")
+                raise RuntimeError(
+                    f"slurm/ray_cluster.sh failed on node rank {rank} (exit {rc}); see its message above"
+                )
             return {}
 
     if not b.dry_run:
@@ -250,8 +262,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         cmd = ["bash", str(RAY_CLUSTER_SCRIPT), "--", *cmd]
     verl_dir = run_dir / "verl"
     verl_dir.mkdir(parents=True, exist_ok=True)
-    (verl_dir / "command.sh").write_text("#!/usr/bin/env bash\n# the verl process of this run\n"
-                                         + " \\\n  ".join(shlex.quote(c) for c in cmd) + "\n")
+    (verl_dir / "command.sh").write_text(
+        "#!/usr/bin/env bash\n# the verl process of this run\n" + " \\\n  ".join(shlex.quote(c) for c in cmd) + "\n"
+    )
     if b.dry_run:
         print(f"dars: backend.dry_run: verl command written to {verl_dir / 'command.sh'}")
         return {}
@@ -261,8 +274,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     if done is not None:
         log.info("run already completed at step %d; nothing to do", done["step"])
         return done
-    runlog.set_status("running", step=runlog.status().get("step", 0), total_steps=cfg.train.total_steps,
-                      experiment=cfg.experiment_name, seed=cfg.seed, error=None)
+    runlog.set_status(
+        "running",
+        step=runlog.status().get("step", 0),
+        total_steps=cfg.train.total_steps,
+        experiment=cfg.experiment_name,
+        seed=cfg.seed,
+        error=None,
+    )
     env = {**os.environ, "DARS_REWARD_VERSION": cfg.reward.version, "PYTHONUNBUFFERED": "1"}
     log.info("verl: %s (log: %s)", " ".join(cmd[:3]), verl_dir / "driver.log")
     with open(verl_dir / "driver.log", "ab") as out:
@@ -290,16 +309,22 @@ def _check_verl_and_gpus(b: DictConfig) -> None:
     import importlib.util
 
     if importlib.util.find_spec("verl") is None or importlib.util.find_spec("vllm") is None:
-        raise ConfigError("backend=verl needs verl 0.9.1 with vLLM on a GPU machine: "
-                          "pip install -e '.[verl]' there (README: Paper scale); on a CPU machine use "
-                          "backend=embedded, or backend.dry_run=true to only write the verl command")
+        raise ConfigError(
+            "backend=verl needs verl 0.9.1 with vLLM on a GPU machine: "
+            "pip install -e '.[verl]' there (README: Paper scale); on a CPU machine use "
+            "backend=embedded, or backend.dry_run=true to only write the verl command"
+        )
     if importlib.util.find_spec("flash_attn") is None:  # verl's FSDP actor loads models with flash_attention_2
-        raise ConfigError("backend=verl trains with flash-attention 2, which is not installed: "
-                          "pip install flash-attn==2.8.3 --no-build-isolation (the version verl's [fsdp] extra "
-                          "pins; it builds against the installed torch), or use verl's docker image")
+        raise ConfigError(
+            "backend=verl trains with flash-attention 2, which is not installed: "
+            "pip install flash-attn==2.8.3 --no-build-isolation (the version verl's [fsdp] extra "
+            "pins; it builds against the installed torch), or use verl's docker image"
+        )
     import torch
 
     have = torch.cuda.device_count()
     if have < b.n_gpus_per_node:
-        raise ConfigError(f"backend.n_gpus_per_node={b.n_gpus_per_node} but this node has {have} GPU(s); "
-                          "run it on a GPU node (hydra/launcher=slurm) or lower backend.n_gpus_per_node")
+        raise ConfigError(
+            f"backend.n_gpus_per_node={b.n_gpus_per_node} but this node has {have} GPU(s); "
+            "run it on a GPU node (hydra/launcher=slurm) or lower backend.n_gpus_per_node"
+        )

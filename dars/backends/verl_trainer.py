@@ -32,7 +32,6 @@ import numpy as np
 import ray
 import torch
 from omegaconf import OmegaConf
-
 from verl import DataProto
 from verl.protocol import pad_dataproto_to_divisor, unpad_dataproto
 from verl.trainer.main_ppo_v0 import BaseTaskRunner
@@ -93,7 +92,8 @@ class DarsRayTrainer(RayPPOTrainer):
             # a prompt's rollouts keep its uid; stage 2 samples the same snapshot with the same parameters
             if stage == 1:
                 return batch.repeat(repeat_times=n, interleave=True).union(
-                    self._generate(gen_batch.repeat(repeat_times=n, interleave=True)))
+                    self._generate(gen_batch.repeat(repeat_times=n, interleave=True))
+                )
             return batch.sample_level_repeat(counts).union(self._generate(gen_batch.sample_level_repeat(counts)))
 
         def score(rows: DataProto) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +105,7 @@ class DarsRayTrainer(RayPPOTrainer):
         self.checkpoint_manager.sleep_replicas()
 
         merged = DataProto.concat([two.stage1, two.stage2]) if two.stage2 is not None else two.stage1
-        if "response_mask" not in merged.batch.keys():
+        if "response_mask" not in merged.batch:
             merged.batch["response_mask"] = compute_response_mask(merged)
         lengths = merged.batch["response_mask"].sum(-1).cpu().numpy()
         budget = merged.batch["responses"].shape[-1]  # verl pads responses to the budget, response_length
@@ -219,13 +219,23 @@ class DarsRayTrainer(RayPPOTrainer):
             optim_steps = epochs * -(-record["prompts"] // self.config.actor_rollout_ref.actor.ppo_mini_batch_size)
         self._optim_total += optim_steps
         record = step.StepRecord(
-            step=self.global_steps, epoch=epoch, **step.from_keys(record), tokens_trained=trained_tokens,
-            entropy_token_mean=token_mean, entropy_seq_mean=seq_mean,
-            loss_pg=actor_metrics.get("actor/pg_loss"), loss_clipfrac=actor_metrics.get("actor/pg_clipfrac"),
-            loss_kl=actor_metrics.get("actor/kl_loss"), grad_norm=actor_metrics.get("actor/grad_norm"),
-            optim_steps=optim_steps, optim_skipped=0, optim_total=self._optim_total,  # verl reports no skips
+            step=self.global_steps,
+            epoch=epoch,
+            **step.from_keys(record),
+            tokens_trained=trained_tokens,
+            entropy_token_mean=token_mean,
+            entropy_seq_mean=seq_mean,
+            loss_pg=actor_metrics.get("actor/pg_loss"),
+            loss_clipfrac=actor_metrics.get("actor/pg_clipfrac"),
+            loss_kl=actor_metrics.get("actor/kl_loss"),
+            grad_norm=actor_metrics.get("actor/grad_norm"),
+            optim_steps=optim_steps,
+            optim_skipped=0,
+            optim_total=self._optim_total,  # verl reports no skips
             lr=actor_metrics.get("actor/lr", self.config.actor_rollout_ref.actor.optim.lr),
-            samples_seen=self._samples_seen, time_update=t_update, time_step=time.perf_counter() - t_step,
+            samples_seen=self._samples_seen,
+            time_update=t_update,
+            time_step=time.perf_counter() - t_step,
         ).to_json()
         return record, {**verl_metrics, **actor_metrics}
 
@@ -249,8 +259,11 @@ class DarsRayTrainer(RayPPOTrainer):
             batch = batch.repeat(repeat_times=val.n, interleave=True)
             gen_batch = self._get_gen_batch(batch)
             gen_batch.meta_info = {
-                "eos_token_id": self.tokenizer.eos_token_id, "pad_token_id": self.tokenizer.pad_token_id,
-                "recompute_log_prob": False, "do_sample": val.do_sample, "validate": True,
+                "eos_token_id": self.tokenizer.eos_token_id,
+                "pad_token_id": self.tokenizer.pad_token_id,
+                "recompute_log_prob": False,
+                "do_sample": val.do_sample,
+                "validate": True,
                 "global_steps": self.global_steps,
             }
             out = self._generate(gen_batch)
@@ -269,10 +282,18 @@ class DarsRayTrainer(RayPPOTrainer):
                     p["responses"] = [texts[i] for i in rows]
             records += problems
         summary = summarize(records, val.n, self.config.dars.max_k)
-        self.runlog.log_eval(self.global_steps, records, {
-            "step": self.global_steps, "n_val": val.n, "temperature": val.temperature, "top_p": val.top_p,
-            "max_response_length": self.config.data.max_response_length, **summary,
-        })
+        self.runlog.log_eval(
+            self.global_steps,
+            records,
+            {
+                "step": self.global_steps,
+                "n_val": val.n,
+                "temperature": val.temperature,
+                "top_p": val.top_p,
+                "max_response_length": self.config.data.max_response_length,
+                **summary,
+            },
+        )
         return summary
 
     def _problem_records(self, batch: DataProto) -> list[dict]:
@@ -282,12 +303,14 @@ class DarsRayTrainer(RayPPOTrainer):
             extra = nt["extra_info"][i] if "extra_info" in nt else {}
             extra = extra if isinstance(extra, dict) else {}
             source = str(nt["data_source"][i])
-            out.append({
-                "data_source": source,
-                "id": str(extra.get("id", f"{source}-{extra.get('index', i)}")),
-                "prompt": "".join(m.get("content", "") for m in nt["raw_prompt"][i]) if "raw_prompt" in nt else "",
-                "answer": str(nt["reward_model"][i]["ground_truth"]),
-            })
+            out.append(
+                {
+                    "data_source": source,
+                    "id": str(extra.get("id", f"{source}-{extra.get('index', i)}")),
+                    "prompt": "".join(m.get("content", "") for m in nt["raw_prompt"][i]) if "raw_prompt" in nt else "",
+                    "answer": str(nt["reward_model"][i]["ground_truth"]),
+                }
+            )
         return out
 
     # ------------------------------------------------------------------ the loop
@@ -296,8 +319,12 @@ class DarsRayTrainer(RayPPOTrainer):
         from verl.utils.tracking import Tracking
 
         cfg = self.config
-        tracker = Tracking(project_name=cfg.trainer.project_name, experiment_name=cfg.trainer.experiment_name,
-                           default_backend=cfg.trainer.logger, config=OmegaConf.to_container(cfg, resolve=True))
+        tracker = Tracking(
+            project_name=cfg.trainer.project_name,
+            experiment_name=cfg.trainer.experiment_name,
+            default_backend=cfg.trainer.logger,
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
         self.global_steps = 0
         self._load_checkpoint()  # sets global_steps and the dataloader position when resuming
         self.checkpoint_manager.update_weights(self.global_steps)
@@ -309,7 +336,8 @@ class DarsRayTrainer(RayPPOTrainer):
 
         evaluated = {s["step"] for s in self.runlog.eval_summaries()}
         due = (self.global_steps == 0 and cfg.trainer.val_before_train) or (
-            self.global_steps > 0 and cfg.trainer.test_freq > 0 and self.global_steps % cfg.trainer.test_freq == 0)
+            self.global_steps > 0 and cfg.trainer.test_freq > 0 and self.global_steps % cfg.trainer.test_freq == 0
+        )
         if due and self.global_steps not in evaluated:  # also a validation a kill cut off after its checkpoint
             tracker.log(data=self._validate(), step=self.global_steps)
 
@@ -329,13 +357,16 @@ class DarsRayTrainer(RayPPOTrainer):
                     verl_metrics.update(self._validate())
                 if self._should_save():  # after the step's record and validation: a checkpoint at step k
                     self._save_checkpoint()  # implies both are on disk, so a resume never loses a record
-                tracker.log(data={**{f"dars/{k}": v for k, v in record.items() if v is not None},
-                                  **verl_metrics}, step=self.global_steps)
+                tracker.log(
+                    data={**{f"dars/{k}": v for k, v in record.items() if v is not None}, **verl_metrics},
+                    step=self.global_steps,
+                )
                 bar.update(1)
                 if last:
                     bar.close()
                     return
         bar.close()
+
 
 class DarsTaskRunner(BaseTaskRunner):
     """verl's task runner with our trainer (the stock ``TaskRunner.run`` hard-codes RayPPOTrainer)."""
@@ -351,13 +382,21 @@ class DarsTaskRunner(BaseTaskRunner):
         validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
         model_config = omega_conf_to_dataclass(config.actor_rollout_ref.model)
         tokenizer, processor = model_config.tokenizer, model_config.processor
-        datasets = [create_rl_dataset(config.data[key], config.data, tokenizer, processor, is_train=key == "train_files")
-                    for key in ("train_files", "val_files")]
+        datasets = [
+            create_rl_dataset(config.data[key], config.data, tokenizer, processor, is_train=key == "train_files")
+            for key in ("train_files", "val_files")
+        ]
         trainer = DarsRayTrainer(
-            config=config, tokenizer=tokenizer, processor=processor,
-            role_worker_mapping=self.role_worker_mapping, resource_pool_manager=self.init_resource_pool_mgr(config),
-            ray_worker_group_cls=worker_group_cls, train_dataset=datasets[0], val_dataset=datasets[1],
-            collate_fn=collate_fn, train_sampler=create_rl_sampler(config.data, datasets[0]),
+            config=config,
+            tokenizer=tokenizer,
+            processor=processor,
+            role_worker_mapping=self.role_worker_mapping,
+            resource_pool_manager=self.init_resource_pool_mgr(config),
+            ray_worker_group_cls=worker_group_cls,
+            train_dataset=datasets[0],
+            val_dataset=datasets[1],
+            collate_fn=collate_fn,
+            train_sampler=create_rl_sampler(config.data, datasets[0]),
         )
         trainer.init_workers()
         trainer.fit()

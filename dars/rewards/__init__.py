@@ -27,11 +27,12 @@ Speed and robustness (see docs/rewards.md): the package is in three parts.
 """
 
 # A bad item must never raise out of scoring: the blind excepts below are the contract, not sloppiness.
-# ruff: noqa: BLE001, S110
+# ruff: noqa: BLE001
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import re
@@ -109,9 +110,8 @@ def last_boxed_content(text: str) -> str | None:
     "Last" is the last occurrence of ``\\boxed{``; if its braces never close (a truncated response)
     there is no answer.
     """
-    last = None
-    for last in _BOXED_RE.finditer(text):
-        pass
+    matches = list(_BOXED_RE.finditer(text))
+    last = matches[-1] if matches else None
     if last is None:
         return None
     depth = 1
@@ -166,7 +166,6 @@ def reference_verdict(response: str, gold: str) -> bool:
     from math_verify import parse, verify
 
     return bool(verify(parse("$" + gold + "$"), parse(response)))
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,10 +231,8 @@ class RewardScorer:
                 pool.close()
 
     def __del__(self):
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     @property
     def in_process(self) -> bool:
@@ -304,10 +301,8 @@ class RewardScorer:
     def _drop_pool(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None and pool.pid == os.getpid():
-            try:
+            with contextlib.suppress(Exception):
                 pool.close()
-            except Exception:
-                pass
 
     def _get_pool(self) -> _Pool:
         if self._pool is not None and self._pool.pid != os.getpid():
@@ -349,9 +344,17 @@ def _default_scorer(version: str) -> RewardScorer:
         return scorer
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info=None, *,
-                  version: str | None = None, timeout_s: float | None = None, return_dict: bool = False,
-                  **_verl_kwargs):
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info=None,
+    *,
+    version: str | None = None,
+    timeout_s: float | None = None,
+    return_dict: bool = False,
+    **_verl_kwargs,
+):
     """verl custom reward function: 1.0 / 0.0 for one response (never raises for a bad item).
 
     The reward version is ``version`` (verl passes ``reward.custom_reward_function.reward_kwargs``
@@ -381,10 +384,8 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_
 @atexit.register
 def _close_all() -> None:
     for scorer in list(_LIVE_SCORERS):
-        try:
+        with contextlib.suppress(Exception):
             scorer.close()
-        except Exception:
-            pass
 
 
 __all__ = [

@@ -6,20 +6,13 @@ per problem a repeated answer is converted and verified once. Runs in pool worke
 """
 
 # A bad item must never raise out of scoring: the blind excepts below are the contract, not sloppiness.
-# ruff: noqa: BLE001, S110
+# ruff: noqa: BLE001
 
 from __future__ import annotations
 
-from .parse import (
-    _ERROR,
-    _LRU,
-    _MAX_EXTRACTED_CHARS,
-    _MAX_KEY_CHARS,
-    _MISS,
-    _NO_ANSWER,
-    _OK,
-    _ParseReplica,
-)
+import contextlib
+
+from .parse import _ERROR, _LRU, _MAX_EXTRACTED_CHARS, _MAX_KEY_CHARS, _MISS, _NO_ANSWER, _OK, _ParseReplica
 
 
 class _Grader(_ParseReplica):
@@ -56,7 +49,7 @@ class _Grader(_ParseReplica):
     # -- verdict --------------------------------------------------------------------------------
     def grade(self, text: str, gold: str) -> tuple[int, int, str]:
         """(reward 0/1, status code, extracted) for one response text against one gold string."""
-        from math_verify import verify
+        from math_verify import verify  # import once, early
 
         self.stats["items"] += 1
         try:
@@ -92,7 +85,5 @@ class _Grader(_ParseReplica):
 
     def warmup(self) -> None:
         """Load the antlr parser and compile the regexes (so a fresh worker's first item is not slow)."""
-        try:
+        with contextlib.suppress(Exception):
             self.grade("The answer is $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}")
-        except Exception:
-            pass

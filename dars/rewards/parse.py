@@ -39,6 +39,7 @@ _REPLICATED_MATH_VERIFY = ("0.9.0",)
 _MAX_EXTRACTED_CHARS = 1000  # BatchScores.extracted is cut to this length
 _MAX_KEY_CHARS = 4096  # memo entries whose key is longer than this are not stored (bounded memory)
 
+
 class _LRU:
     """A bounded least-recently-used mapping (OrderedDict based; not thread-safe)."""
 
@@ -78,7 +79,6 @@ def _math_verify_version() -> str:
         return "unknown"
 
 
-
 _VERSION_WARNED = False
 
 
@@ -93,7 +93,8 @@ def fast_path_available() -> bool:
         logger.warning(
             "dars.rewards: math-verify %s is installed but the fast parse replica mirrors %s; grading "
             "with math_verify.parse itself (same verdicts, several times slower)",
-            version, ", ".join(_REPLICATED_MATH_VERIFY),
+            version,
+            ", ".join(_REPLICATED_MATH_VERIFY),
         )
     return False
 
@@ -115,11 +116,7 @@ def _regex_groups():
     """The extraction regexes of ``parse``'s default config, grouped by priority exactly as parse does."""
     global _REGEX_GROUPS
     if _REGEX_GROUPS is None:
-        from math_verify.parser import (
-            ExprExtractionConfig,
-            LatexExtractionConfig,
-            get_extraction_regexes,
-        )
+        from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig, get_extraction_regexes
 
         target_res = get_extraction_regexes([LatexExtractionConfig(), ExprExtractionConfig()])
         all_patterns = [
@@ -177,7 +174,6 @@ def _prefilter_of(pattern):
             found = re.compile(re.escape("\\boxed{"))
     _PREFILTER_OF[pattern] = found
     return found
-
 
 
 def _is_boxed_env_pattern(pattern) -> bool:
@@ -265,7 +261,7 @@ def _latex_to_sympy(latex: str):
         if last_eq_latex != latex:
             return _latex2sympy_two_stage(last_eq_latex, not should_treat_as_complex(last_eq_latex))
         else:
-            raise e  # noqa: TRY201  (math-verify's code, kept line for line)
+            raise e  # math-verify's code, kept line for line
 
 
 class _ParseReplica:
@@ -288,12 +284,7 @@ class _ParseReplica:
 
     def __init__(self, cache_size: int = 1_000_000, fast: bool | None = None):
         from math_verify import parse  # noqa: F401  (import once, early)
-        from math_verify.parser import (
-            ExprExtractionConfig,
-            LatexExtractionConfig,
-            extract_expr,
-            extract_match,
-        )
+        from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig, extract_expr, extract_match
 
         self._LatexCfg, self._ExprCfg = LatexExtractionConfig, ExprExtractionConfig
         self._extract_expr, self._extract_match_mv = extract_expr, extract_match
@@ -440,7 +431,13 @@ class _ParseReplica:
 
             preds = parse(text, parsing_timeout=None, raise_on_error=True)
             strs = [p for p in preds if isinstance(p, str)]
-            return None, _MAX_KEY_CHARS + 1, ("plain", preds), None, (strs[0] if strs else (str(preds[0]) if preds else ""))
+            return (
+                None,
+                _MAX_KEY_CHARS + 1,
+                ("plain", preds),
+                None,
+                (strs[0] if strs else (str(preds[0]) if preds else "")),
+            )
         literal_found: dict = {}
         local: dict = {}
 

@@ -4,9 +4,8 @@ Hydra imports every module under the ``hydra_plugins`` namespace package at star
 config node here is all the registration a sweeper needs (as hydra-optuna-sweeper and
 hydra-submitit-launcher do)."""
 
-
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
@@ -17,7 +16,7 @@ class DarsOptunaSweeperConf:
     _target_: str = "hydra_plugins.dars_optuna_sweeper.dars_optuna_sweeper.DarsOptunaSweeper"
     # search space, Hydra sweep syntax: int(interval(16,128)), choice(32,48,64), tag(log, interval(1e-6,1e-4)),
     # range(16,129,16), a,b,c. Plain values are fixed overrides for every trial.
-    params: Optional[Dict[str, str]] = None
+    params: dict[str, str] | None = None
     # one metric key of eval/summary.jsonl (e.g. val/all/pass@1) or a list of them (multi-objective -> Pareto front)
     objective: Any = "val/all/pass@1"
     # maximize | minimize, or a list with one entry per objective
@@ -29,21 +28,20 @@ class DarsOptunaSweeperConf:
     # trials asked and launched together as one launcher batch (parallel with submitit/slurm launchers)
     n_jobs: int = 1
     # Optuna storage URL; null = sqlite:///<hydra.sweep.dir>/optuna.db
-    storage: Optional[str] = None
+    storage: str | None = None
     # null = the sweep directory's name (the sweep_name)
-    study_name: Optional[str] = None
+    study_name: str | None = None
     # TPE seed (a resumed study reseeds with seed + number of trials so far: reproducible, no repeats)
-    seed: Optional[int] = 0
+    seed: int | None = 0
     n_startup_trials: int = 10
     # trials to evaluate first, e.g. [{algorithm.n_max: 64}] (only when the study is new)
-    enqueue_trials: List[Dict[str, Any]] = field(default_factory=list)
+    enqueue_trials: list[dict[str, Any]] = field(default_factory=list)
     # null = no pruning; else an Optuna pruner, e.g. {_target_: optuna.pruners.MedianPruner, n_startup_trials: 4,
     # n_warmup_steps: 2}: every validation of a run is reported (first objective) and a pruned run stops there
     pruner: Any = None
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="dars_optuna", node=DarsOptunaSweeperConf,
-                             provider="dars")
+ConfigStore.instance().store(group="hydra/sweeper", name="dars_optuna", node=DarsOptunaSweeperConf, provider="dars")
 
 
 class DarsOptunaSweeper(Sweeper):
@@ -57,5 +55,5 @@ class DarsOptunaSweeper(Sweeper):
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         return self.sweeper.sweep(arguments)
