@@ -26,10 +26,10 @@ from dars.stats import (
     paired_delta,
     scalar_delta,
     stratified_deltas,
-    t_quantile,
     unpaired_delta,
     verdict,
 )
+from dars.student_t import t_quantile
 
 # --------------------------------------------------------------------------------------------
 # the t quantile (no scipy)
