@@ -11,7 +11,8 @@ DataFrames, which :mod:`analysis.tables` and :mod:`analysis.figures` only format
 
 This module holds the options, the result and the order of the steps; which checkpoint a run is
 judged at is :mod:`analysis.checkpoints`, the numbers of one run (one checkpoint's rows and
-per-problem values, its training frame and cost row) :mod:`analysis.run_metrics`.
+per-problem values, its training frame and cost row) :mod:`analysis.run_metrics`, a label's runs
+pooled into its rows of the results :mod:`analysis.pooling`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import pandas as pd
 from analysis.checkpoints import choose_checkpoint, parse_checkpoint
 from analysis.exclusions import Excluded, relabel, split_runs
 from analysis.labels import assign_labels, excluded, order_labels
-from analysis.metrics import bootstrap_ci, summarize
 from analysis.names import ALL, BENCHMARKS, EXCLUDED_SOURCES, MACRO, benchmark_order, is_known_benchmark
+from analysis.pooling import LabelPool, pooled_results
 from analysis.readers import EvalData
 from analysis.run_metrics import (
     TRAIN_COST_COLUMNS,
@@ -37,7 +38,6 @@ from analysis.run_metrics import (
     cost_row,
     derive_training,
     drop_excluded,
-    group_codes,
     problem_matrix,
     summary_trajectory,
     trajectory_rows,
@@ -179,7 +179,7 @@ def analyse(dirs: list[str | Path], opts: Options | None = None, with_eval: bool
     timings["checkpoint_load"] = time.perf_counter() - t3
 
     t4 = time.perf_counter()
-    results, all_sources = _pooled_results(label_order, pools, K, opts, notes)
+    results, all_sources = pooled_results(label_order, pools, K, opts.n_boot, opts.seed, opts.level, notes)
     timings["results"] = time.perf_counter() - t4
     timings["total"] = time.perf_counter() - t0
     benches = (
@@ -327,7 +327,7 @@ def _trajectories(
         notes.append(
             "data_source(s) "
             + ", ".join(repr(s) for s in opts.exclude_sources)
-            + " left out of the tables (as the seed's macro accuracy does); --exclude-sources '' keeps them"
+            + " left out of the tables (as upstream's macro accuracy does); --exclude-sources '' keeps them"
         )
     if unknown_sources:
         notes.append(
@@ -363,19 +363,9 @@ def _judge(r: Run, trajectory: pd.DataFrame, spec: tuple, K: int | None, opts: O
         return rt, None, how, None
 
 
-@dataclass
-class _Pool:
-    """The judged runs of one label: their per-problem frames, the (metric, k) columns they all
-    have, their steps."""
-
-    frames: list[pd.DataFrame] = field(default_factory=list)
-    cols: list[tuple[str, int]] | None = None
-    steps: list[int] = field(default_factory=list)
-
-
 def _collect(runs: list[Run], judged: list, run_label: dict[str, str], K: int | None, with_eval: bool):
     """Per-label pools, the checkpoints and cost frames, and run path -> problem_matrix."""
-    pools: dict[str, _Pool] = {}
+    pools: dict[str, LabelPool] = {}
     ck_rows, cost_rows = [], []
     problems: dict[str, tuple[pd.DataFrame, list[tuple[str, int]]]] = {}
     for r, (rt, step, how, mc) in zip(runs, judged):
@@ -386,7 +376,7 @@ def _collect(runs: list[Run], judged: list, run_label: dict[str, str], K: int | 
             pass_k = float(sel["value"].iloc[0]) if len(sel) else np.nan
             mat, cols = mc
             problems[str(r.path)] = mc
-            pool = pools.setdefault(lab, _Pool())
+            pool = pools.setdefault(lab, LabelPool())
             pool.frames.append(mat)
             if pool.cols is None or len(cols) < len(pool.cols):
                 pool.cols = cols
@@ -398,111 +388,3 @@ def _collect(runs: list[Run], judged: list, run_label: dict[str, str], K: int | 
     checkpoints = pd.DataFrame(ck_rows, columns=["label", "run", "step", "how"])
     cost = pd.DataFrame(cost_rows, columns=TRAIN_COST_COLUMNS)
     return pools, checkpoints, cost, problems
-
-
-def _pooled_results(
-    label_order: list[str], pools: dict[str, _Pool], K: int | None, opts: Options, notes: list[str]
-) -> tuple[pd.DataFrame, dict[str, None]]:
-    """Pooled per-label results with bootstrap CIs, and the benchmarks in the order the runs
-    list them."""
-    res_rows = []
-    all_sources: dict[str, None] = {}  # ordered: benchmarks in the order the runs list them
-    for lab in label_order:
-        pool = pools.get(lab)
-        if pool is None or not pool.frames:
-            continue
-        mats, steps, cols = pool.frames, pool.steps, pool.cols
-        if len(mats) == 1:
-            pooled = mats[0].iloc[:, : len(cols)]
-        else:
-            common = mats[0].index
-            for m in mats[1:]:
-                common = common.intersection(m.index)
-            if len(common) < max(len(m) for m in mats):
-                notes.append(f"{lab}: pooled {len(mats)} runs over the {len(common)} problems they share")
-            stack = np.stack([m.loc[common].iloc[:, : len(cols)].to_numpy() for m in mats])
-            with np.errstate(invalid="ignore"):
-                pooled = pd.DataFrame(
-                    np.nanmean(stack, axis=0) if np.isnan(stack).any() else stack.mean(axis=0), index=common
-                )
-        sources = pooled.index.get_level_values("source").to_numpy()
-        order = benchmark_order(sources)
-        all_sources.update(dict.fromkeys(order))
-        codes = group_codes(sources, order)
-        vals = pooled.to_numpy(dtype=np.float64)
-        s = summarize(vals, codes, len(order))
-        ci = (
-            bootstrap_ci(vals, codes, len(order), n_boot=opts.n_boot, seed=opts.seed, level=opts.level)
-            if opts.n_boot > 0
-            else None
-        )
-        step_val = steps[0] if len(set(steps)) == 1 else np.nan
-        for j, (metric, k) in enumerate(cols):
-            kk = k if metric != "avg" else (K or 0)
-            for g, b in enumerate(order):
-                res_rows.append(
-                    _res(
-                        lab,
-                        b,
-                        metric,
-                        kk,
-                        s["per_group"][g, j],
-                        ci["group_lo"][g, j] if ci else np.nan,
-                        ci["group_hi"][g, j] if ci else np.nan,
-                        s["n_problems"][g],
-                        s["n_defined"][g, j],
-                        step_val,
-                        len(mats),
-                    )
-                )
-            res_rows.append(
-                _res(
-                    lab,
-                    ALL,
-                    metric,
-                    kk,
-                    s["micro"][j],
-                    ci["micro_lo"][j] if ci else np.nan,
-                    ci["micro_hi"][j] if ci else np.nan,
-                    int(s["n_problems"].sum()),
-                    s["micro_defined"][j],
-                    step_val,
-                    len(mats),
-                )
-            )
-            res_rows.append(
-                _res(
-                    lab,
-                    MACRO,
-                    metric,
-                    kk,
-                    s["macro"][j],
-                    ci["macro_lo"][j] if ci else np.nan,
-                    ci["macro_hi"][j] if ci else np.nan,
-                    int(s["n_problems"].sum()),
-                    s["micro_defined"][j],
-                    step_val,
-                    len(mats),
-                )
-            )
-    results = pd.DataFrame(
-        res_rows,
-        columns=["label", "benchmark", "metric", "k", "value", "lo", "hi", "n_problems", "n_defined", "step", "n_runs"],
-    )
-    return results, all_sources
-
-
-def _res(label, bench, metric, k, value, lo, hi, n_problems, n_defined, step, n_runs) -> dict:
-    return {
-        "label": label,
-        "benchmark": bench,
-        "metric": metric,
-        "k": int(k),
-        "value": float(value),
-        "lo": float(lo),
-        "hi": float(hi),
-        "n_problems": int(n_problems),
-        "n_defined": int(n_defined),
-        "step": step,
-        "n_runs": n_runs,
-    }
