@@ -1,7 +1,8 @@
 """Analysis of ``dars`` runs: everything computed from run directories on disk.
 
 The only input is the run-directory contract (``docs/run-format.md``), plus two foreign formats
-read for interoperability: the seed code's ``val_generations/<step>.json`` dumps and verl's
+read for interoperability: the *upstream* repository's (the paper authors',
+github.com/yangzhch6/DARS) ``val_generations/<step>.json`` dumps and verl's
 ``trainer.validation_data_dir`` JSONL dumps. See ``docs/analysis.md``.
 
 Entry points::
@@ -9,7 +10,7 @@ Entry points::
     python -m analysis.regenerate <sweep-or-run-dir> [...] --out <dir>   # everything, claims too
     python -m analysis.tables     <dirs> --out <dir>                     # tables only
     python -m analysis.figures    [<dirs>] --out <dir>                   # figures only
-    python -m analysis.seed_compat <val_generations/<step>.json>         # seed's analysis_results.py
+    python -m analysis.upstream   <val_generations/<step>.json>          # upstream's analysis_results.py
     python -m analysis.runs       <dirs>                                 # list what was found
 
 Modules: :mod:`analysis.metrics` (pure numeric functions), :mod:`analysis.readers` (file
@@ -23,7 +24,7 @@ runs: listed, never ranked), :mod:`analysis.paired` (paired differences between 
 :mod:`analysis.tables` (and the console report; rendering in :mod:`analysis.render`),
 :mod:`analysis.cli` (the shared options), :mod:`analysis.publish` (reports written whole or not
 at all), :mod:`analysis.figures`, :mod:`analysis.analytic` and :mod:`analysis.analytic_figures`
-(figures 5 and 6, every schedule of :mod:`dars.schedules`), :mod:`analysis.style`, :mod:`analysis.seed_compat`,
+(figures 5 and 6, every schedule of :mod:`dars.schedules`), :mod:`analysis.style`, :mod:`analysis.upstream`,
 :mod:`analysis.synthetic` (fixture/benchmark run generator). The statistics of the paired
 differences are :mod:`dars.stats`.
 """

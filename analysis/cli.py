@@ -134,7 +134,7 @@ def add_analysis_args(ap: argparse.ArgumentParser) -> None:
         default=",".join(EXCLUDED_SOURCES),
         metavar="S1,S2",
         help="data_source values left out of every table and figure (default 'train', as the "
-        "seed's macro accuracy does; '' keeps all)",
+        "upstream repository's macro accuracy does; '' keeps all)",
     )
     g.add_argument(
         "--seed-variance",

@@ -1,8 +1,8 @@
 """File readers: tolerant, fast JSONL; per-checkpoint evaluation data from the three formats.
 
 * native ``eval/step_<k>.jsonl`` (docs/run-format.md): one line per problem, ``scores`` list;
-* the seed code's ``val_generations/<step>.json``: a JSON list, one object per problem with a
-  ``score`` list (docs/algorithm.md §8.1);
+* the upstream repository's (github.com/yangzhch6/DARS) ``val_generations/<step>.json``: a JSON
+  list, one object per problem with a ``score`` list (docs/algorithm.md §8.1);
 * verl's ``trainer.validation_data_dir/<step>.jsonl``: one line per *sample* with ``input``,
   ``output``, ``score`` (+ optional ``data_source``, ``acc``, ``pred``); lines are grouped into
   problems by ``input``.
@@ -28,7 +28,7 @@ import pyarrow.json as pj
 
 from analysis.metrics import correct_counts
 
-try:  # optional speed-up for the seed's (large) JSON list dumps
+try:  # optional speed-up for upstream's (large) JSON list dumps
     import orjson as _orjson  # type: ignore
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
@@ -281,8 +281,8 @@ def read_native_eval(path: Path, step: int, samples: bool = False) -> EvalData:
     return _finish(ev, _nonbinary(scores), path)
 
 
-def read_seed_dump(path: Path, step: int, samples: bool = False) -> EvalData:
-    """The seed code's ``val_generations/<step>.json`` (a JSON list of per-problem objects)."""
+def read_upstream_dump(path: Path, step: int, samples: bool = False) -> EvalData:
+    """The upstream repository's ``val_generations/<step>.json`` (a JSON list of per-problem objects)."""
     path = Path(path)
     raw = path.read_bytes()
     if not raw.strip():
@@ -293,10 +293,10 @@ def read_seed_dump(path: Path, step: int, samples: bool = False) -> EvalData:
         raise ValueError(f"{path.name}: not valid JSON (truncated or still being written?): {e}") from None
     if not isinstance(items, list):
         raise ValueError(f"{path.name}: expected a JSON list of problems")
-    return _seed_from_items(items, path, step, samples)
+    return _upstream_from_items(items, path, step, samples)
 
 
-def _seed_from_items(items: list, path: Path, step: int, samples: bool) -> EvalData:
+def _upstream_from_items(items: list, path: Path, step: int, samples: bool) -> EvalData:
     notes: list[str] = []
     src, ids, lens, flat, rl = [], [], [], [], []
     seen: dict[str, int] = {}
@@ -391,7 +391,7 @@ def read_verl_dump(path: Path, step: int, samples: bool = False) -> EvalData:
 
 
 def sniff_dump_format(path: Path) -> str:
-    """'seed' for a JSON list (``.json``), 'verl' for per-sample JSONL, 'native' for per-problem
+    """'upstream' for a JSON list (``.json``), 'verl' for per-sample JSONL, 'native' for per-problem
     JSONL with a ``scores`` list; raises ValueError when it cannot tell."""
     path = Path(path)
     with open(path, "rb") as f:
@@ -400,7 +400,7 @@ def sniff_dump_format(path: Path) -> str:
     if not stripped:
         raise ValueError(f"{path.name}: empty file")
     if stripped[:1] == b"[":
-        return "seed"
+        return "upstream"
     first = stripped.split(b"\n", 1)[0]
     try:
         rec = json.loads(first)
@@ -410,24 +410,24 @@ def sniff_dump_format(path: Path) -> str:
         if "scores" in rec:
             return "native"
         if isinstance(rec.get("score"), list):
-            return "seed"  # seed items written one per line
+            return "upstream"  # upstream's items written one per line
         if "input" in rec and "score" in rec:
             return "verl"
     raise ValueError(f"{path.name}: unrecognised validation dump format")
 
 
 def read_eval_file(path: Path, step: int, fmt: str, samples: bool = False) -> EvalData:
-    """Dispatch on ``fmt`` ('native', 'seed', 'verl'); seed items may also be one per line."""
+    """Dispatch on ``fmt`` ('native', 'upstream', 'verl'); upstream's items may also be one per line."""
     path = Path(path)
     if fmt == "native":
         return read_native_eval(path, step, samples)
     if fmt == "verl":
         return read_verl_dump(path, step, samples)
-    if fmt == "seed":
-        if path.suffix == ".jsonl":  # seed-shaped objects, one per line
+    if fmt == "upstream":
+        if path.suffix == ".jsonl":  # upstream-shaped objects, one per line
             recs, notes = read_records(path)
-            ev = _seed_from_items(recs, path, step, samples)
+            ev = _upstream_from_items(recs, path, step, samples)
             ev.notes = notes + ev.notes
             return ev
-        return read_seed_dump(path, step, samples)
+        return read_upstream_dump(path, step, samples)
     raise ValueError(f"unknown eval format {fmt!r}")

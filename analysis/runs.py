@@ -2,8 +2,8 @@
 
 A *native* run directory (docs/run-format.md) is recognised by ``metrics.jsonl``, ``eval/`` or
 ``status.json`` (a directory with only ``.hydra/`` is reported as "nothing written yet"). A
-*dump* run is a directory holding ``val_generations/<step>.json`` (the seed code), or a
-directory that itself holds ``<step>.json``/``<step>.jsonl`` validation dumps (the seed code or
+*dump* run is a directory holding ``val_generations/<step>.json`` (the upstream repository), or a
+directory that itself holds ``<step>.json``/``<step>.jsonl`` validation dumps (upstream or
 verl's ``trainer.validation_data_dir``). Hydra multirun sweeps (``<sweep>/<run>/...`` with
 ``multirun.yaml`` at the root) need nothing special: every run below is found.
 

@@ -1,5 +1,5 @@
 """Synthetic run directories, written exactly per docs/run-format.md (for tests, benchmarks and
-trying the analysis without a GPU), plus converters to the seed and verl dump formats.
+trying the analysis without a GPU), plus converters to the upstream and verl dump formats.
 
 The numbers are a toy model, not a simulation of training: each validation problem has a latent
 difficulty; an experiment raises a skill level over training (Pass@1 up) and sharpens the policy
@@ -312,8 +312,8 @@ def _native_steps(run_dir: Path) -> list[tuple[int, list[dict]]]:
     return sorted(out)
 
 
-def to_seed_dumps(run_dir: Path, out_dir: Path) -> Path:
-    """Rewrite a native run's evaluations as the seed code's ``val_generations/<step>.json``."""
+def to_upstream_dumps(run_dir: Path, out_dir: Path) -> Path:
+    """Rewrite a native run's evaluations as the upstream repository's ``val_generations/<step>.json``."""
     dest = Path(out_dir) / "val_generations"
     dest.mkdir(parents=True, exist_ok=True)
     for step, recs in _native_steps(run_dir):

@@ -21,7 +21,7 @@ def test_advantage_no_std_unequal_groups():
 def test_advantage_with_unbiased_std():
     group = np.array([0, 0, 0, 0])
     r = np.array([1.0, 0.0, 0.0, 0.0])
-    std = np.std(r, ddof=1)  # torch.std default (n-1), as the official code
+    std = np.std(r, ddof=1)  # torch.std default (n-1), as upstream (docs/algorithm.md §1)
     np.testing.assert_allclose(algo.group_advantages(group, r, use_std=True), (r - 0.25) / (std + 1e-6))
 
 

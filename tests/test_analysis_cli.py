@@ -12,8 +12,8 @@ import pytest
 from analysis_fixtures import HAND_EVAL_A, HAND_EVAL_B, ROOT, write_base_only_run, write_handmade_run
 
 from analysis import figures as figures_cli
-from analysis import regenerate, runs, seed_compat, tables
-from analysis.synthetic import to_seed_dumps, to_verl_dumps, write_run
+from analysis import regenerate, runs, tables, upstream
+from analysis.synthetic import to_upstream_dumps, to_verl_dumps, write_run
 from dars.runlock import RunLock
 
 
@@ -271,7 +271,7 @@ def test_regenerate_untrained_run_listed_not_ranked(tmp_path, capsys):
     assert "| dars_hw (base) |" in (out / "index.md").read_text()
 
 
-@pytest.mark.parametrize("mod", [regenerate, tables, figures_cli, seed_compat, runs])
+@pytest.mark.parametrize("mod", [regenerate, tables, figures_cli, upstream, runs])
 def test_help_text_on_every_option(mod, capsys):
     parser = mod.build_parser()
     for action in parser._actions:
@@ -336,23 +336,23 @@ def test_labels_file_and_checkpoint_option(tmp_path, capsys):
 
 def test_dumps_give_the_same_tables_as_native(tmp_path):
     native = write_run(tmp_path / "native", "dars_et", steps=10, eval_every=5, n_val=8)
-    to_seed_dumps(native, tmp_path / "seed" / "dars_et")
+    to_upstream_dumps(native, tmp_path / "upstream" / "dars_et")
     to_verl_dumps(native, tmp_path / "verl" / "dars_et" / "val_dumps")
     outs = {}
-    for kind in ("native", "seed", "verl"):
+    for kind in ("native", "upstream", "verl"):
         rc = tables.main([str(tmp_path / kind), "--out", str(tmp_path / f"o_{kind}"), "--bootstrap", "100"])
         assert rc == 0
         df = pd.read_csv(tmp_path / f"o_{kind}" / "tables" / "main.csv")
         outs[kind] = df.drop(columns=["experiment"]).set_index("label")
         assert list(outs[kind].index) == ["dars_et"]
     nat = outs["native"]
-    for kind in ("seed", "verl"):
+    for kind in ("upstream", "verl"):
         cols = [c for c in nat.columns if c in outs[kind].columns]
         assert len(cols) == len(nat.columns)
         pd.testing.assert_frame_equal(outs[kind][cols], nat[cols], check_dtype=False)
-    # seed dumps have no preds: maj@k only where answers are stored (native and verl)
+    # upstream dumps have no preds: maj@k only where answers are stored (native and verl)
     assert (tmp_path / "o_verl" / "tables" / "maj.md").exists()
-    assert not (tmp_path / "o_seed" / "tables" / "maj.md").exists()
+    assert not (tmp_path / "o_upstream" / "tables" / "maj.md").exists()
 
 
 def test_python_m_regenerate_subprocess(tmp_path):

@@ -14,7 +14,7 @@ from analysis.readers import (
     read_jsonl,
     read_metrics,
     read_native_eval,
-    read_seed_dump,
+    read_upstream_dump,
     read_verl_dump,
     sniff_dump_format,
 )
@@ -109,7 +109,7 @@ def test_metrics_reader_tolerates_nan_truncation_and_repeats(tmp_path):
     assert any("truncated" in n for n in notes) and any("repeated" in n for n in notes)
 
 
-def test_seed_dump_round_trip(tmp_path):
+def test_upstream_dump_round_trip(tmp_path):
     items = [
         {
             "input": "q1",
@@ -138,8 +138,8 @@ def test_seed_dump_round_trip(tmp_path):
     ]
     p = tmp_path / "40.json"
     p.write_text(json.dumps(items))
-    assert sniff_dump_format(p) == "seed"
-    ev = read_seed_dump(p, 40, samples=True)
+    assert sniff_dump_format(p) == "upstream"
+    ev = read_upstream_dump(p, 40, samples=True)
     assert ev.step == 40
     assert ev.source.tolist() == ["aime", "math", "math"]
     assert ev.n.tolist() == [4, 4, 2] and ev.c.tolist() == [2, 0, 2]
@@ -148,11 +148,11 @@ def test_seed_dump_round_trip(tmp_path):
     assert ev.sample_scores.tolist() == [1, 0, 0, 1, 0, 0, 0, 0, 1, 1]
 
 
-def test_truncated_seed_dump_raises_a_clear_error(tmp_path):
+def test_truncated_upstream_dump_raises_a_clear_error(tmp_path):
     p = tmp_path / "10.json"
     p.write_text('[{"input": "q", "score": [1, 0]}, {"inp')
     with pytest.raises(ValueError, match="truncated"):
-        read_seed_dump(p, 10)
+        read_upstream_dump(p, 10)
 
 
 def test_verl_dump_groups_samples_by_input(tmp_path):
@@ -205,9 +205,9 @@ def test_discover_finds_native_runs_sweeps_and_dumps(tmp_path):
     only_hydra = sweep / "dars_hw-s0" / ".hydra"
     only_hydra.mkdir(parents=True)
     (only_hydra / "config.yaml").write_text("experiment_name: dars_hw\nseed: 0\n")
-    seed_run = tmp_path / "copied" / "DARS-ET"
-    (seed_run / "val_generations").mkdir(parents=True)
-    (seed_run / "val_generations" / "7.json").write_text(
+    upstream_run = tmp_path / "copied" / "DARS-ET"
+    (upstream_run / "val_generations").mkdir(parents=True)
+    (upstream_run / "val_generations" / "7.json").write_text(
         json.dumps([{"input": "q", "score": [1, 0], "data_source": "math"}])
     )
     verl = tmp_path / "copied" / "verl_run" / "validation"

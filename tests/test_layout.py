@@ -167,6 +167,6 @@ def test_the_checks_see_what_they_should():
     graph = import_graph()
     assert "dars.schedules" in graph["analysis.analytic"]  # from dars import schedules
     assert "analysis.cli" in graph["analysis.tables"]
-    assert "analysis.readers" in graph["analysis.seed_compat"]  # inside a function
+    assert "analysis.readers" in graph["analysis.upstream"]  # inside a function
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset("abc")]
     assert cycles({"a": {"b"}, "b": set()}) == []

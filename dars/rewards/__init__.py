@@ -1,6 +1,6 @@
 """Rule-based 0/1 rewards with math-verify: exact, fast on large batches, never hanging.
 
-Verdict semantics (the DARS paper's official code; see docs/rewards.md)::
+Verdict semantics (the upstream repository, the DARS authors' code; see docs/rewards.md)::
 
     gold  = math_verify.parse("$" + ground_truth + "$")
     pred  = math_verify.parse(response)              # default extraction config
@@ -11,7 +11,7 @@ Reward versions (config name -> paper version):
 * ``"math_verify"`` (2, default): the whole response is graded as above.
 * ``"think"`` (1): only the text after the last ``</think>`` is graded; no ``</think>`` -> 0 (``no-answer``).
 * ``"no_code"`` (3): a response containing a python code block (```` ```python ```` or ``'''python``,
-  case-insensitive, as in the official code) is wrong; otherwise as ``math_verify``.
+  case-insensitive, as upstream checks) is wrong; otherwise as ``math_verify``.
 * ``"boxed_exact"`` (4): the content of the last ``\\boxed{...}`` (balanced braces) must equal the gold
   string, both stripped of surrounding whitespace. No math-verify involved.
 

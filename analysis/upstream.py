@@ -1,7 +1,9 @@
-"""The seed code's ``analysis_results.py`` numbers, reproduced (docs/algorithm.md §8.2).
+"""The upstream repository's ``analysis_results.py`` numbers, reproduced (docs/algorithm.md §8.2).
+
+*Upstream* is the paper authors' repository, github.com/yangzhch6/DARS (docs/algorithm.md §1).
 
 For one validation dump (``val_generations/<step>.json``: a JSON list of objects with ``score``
-lists and ``data_source``) the seed prints:
+lists and ``data_source``) upstream's script prints:
 
 * per-source accuracy: sum of scores / number of samples, per ``data_source``;
 * **micro accuracy**: sum of all scores / all samples (the README's Avg@128);
@@ -10,8 +12,8 @@ lists and ``data_source``) the seed prints:
   *hard-coded to 128*, averaged over **all** items pooled (``train`` included). Pass@128 is the
   README's Pass@128.
 
-:func:`seed_numbers` computes exactly these (vectorised, via :func:`dars.metrics.pass_at_k`'s
-array form); ``python -m analysis.seed_compat <file>`` prints them in the seed's format. Any of
+:func:`upstream_numbers` computes exactly these (vectorised, via :func:`dars.metrics.pass_at_k`'s
+array form); ``python -m analysis.upstream <file>`` prints them in upstream's layout. Any of
 our other readable formats (native ``eval/step_<k>.jsonl``, verl JSONL) is accepted too.
 """
 
@@ -26,16 +28,16 @@ import numpy as np
 
 from dars.metrics import pass_at_k_array
 
-SEED_KS = tuple(range(16, 129, 16))
-SEED_N = 128
+UPSTREAM_KS = tuple(range(16, 129, 16))  # the k of upstream's Pass@k lines
+UPSTREAM_N = 128  # the sample count upstream's script hard-codes
 
 
-def seed_numbers(items: list[dict], num_samples: int = SEED_N, ks=SEED_KS) -> dict:
-    """The seed's numbers from its list of per-problem dicts (``score`` list, ``data_source``).
+def upstream_numbers(items: list[dict], num_samples: int = UPSTREAM_N, ks=UPSTREAM_KS) -> dict:
+    """Upstream's numbers from its list of per-problem dicts (``score`` list, ``data_source``).
 
     Returns ``{"per_source": {src: acc}, "micro": float, "macro": float,
     "pass": {k: float}, "n_items": int, "sample_counts": sorted set of len(score)}``.
-    ``num_samples`` is the seed's hard-coded n (128); pass@k needs integer correct counts."""
+    ``num_samples`` is upstream's hard-coded n (128); pass@k needs integer correct counts."""
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     c_all, lens = [], []
@@ -53,7 +55,7 @@ def seed_numbers(items: list[dict], num_samples: int = SEED_N, ks=SEED_KS) -> di
     macro = sum(macro_list) / len(macro_list) if macro_list else float("nan")
     c = np.asarray(c_all, dtype=np.float64)
     if not np.all(c == np.round(c)):
-        raise ValueError("seed pass@k needs integer correct counts (0/1 scores)")
+        raise ValueError("upstream's pass@k needs integer correct counts (0/1 scores)")
     n = np.full(c.shape, num_samples, dtype=np.int64)
     c_int = np.minimum(c.astype(np.int64), num_samples)
     passes = {k: float(np.mean(pass_at_k_array(n, c_int, k))) for k in ks}
@@ -68,12 +70,12 @@ def seed_numbers(items: list[dict], num_samples: int = SEED_N, ks=SEED_KS) -> di
 
 
 def load_items(path: Path) -> list[dict]:
-    """Seed-format items from a seed dump, a native ``step_<k>.jsonl`` or a verl JSONL dump."""
+    """Upstream-format items from an upstream dump, a native ``step_<k>.jsonl`` or a verl JSONL dump."""
     from analysis.readers import read_eval_file, sniff_dump_format
 
     path = Path(path)
     fmt = sniff_dump_format(path)
-    if fmt == "seed" and path.suffix == ".json":
+    if fmt == "upstream" and path.suffix == ".json":
         with open(path) as f:
             return json.load(f)
     ev = read_eval_file(path, 0, fmt, samples=True)
@@ -85,7 +87,7 @@ def load_items(path: Path) -> list[dict]:
 
 
 def format_report(res: dict, path: str) -> str:
-    """Text in the seed script's layout."""
+    """Text in the layout of upstream's script."""
     lines = [f"## Load data: {path}", str(res["per_source"])]
     lines.append(f"## Micro Accuracy: {res['micro']}")
     lines.append(f"## Macro Accuracy: {res['macro']}")
@@ -96,8 +98,8 @@ def format_report(res: dict, path: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m analysis.seed_compat",
-        description="Print the seed's analysis_results.py numbers for a validation dump: "
+        prog="python -m analysis.upstream",
+        description="Print the analysis_results.py numbers of the upstream repository (github.com/yangzhch6/DARS) for a validation dump: "
         "per-source accuracy, micro accuracy (sum correct / sum samples), macro accuracy (mean "
         "of per-source accuracy without data_source 'train') and pooled unbiased Pass@k for "
         "k = 16, 32, ..., 128 with n hard-coded to 128 (all items, 'train' included).",
@@ -106,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--n",
         type=int,
-        default=SEED_N,
-        help="the sample count the seed assumes for Pass@k (default 128, as hard-coded)",
+        default=UPSTREAM_N,
+        help="the sample count upstream assumes for Pass@k (default 128, as hard-coded)",
     )
     return ap
 
@@ -119,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     for p in args.path:
         try:
             items = load_items(Path(p))
-            res = seed_numbers(items, num_samples=args.n, ks=tuple(k for k in range(16, args.n + 1, 16)) or (args.n,))
+            res = upstream_numbers(
+                items, num_samples=args.n, ks=tuple(k for k in range(16, args.n + 1, 16)) or (args.n,)
+            )
         except (OSError, ValueError, KeyError) as e:
             print(f"error: {p}: {e}", file=sys.stderr)
             rc = 1
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if res["sample_counts"] != [args.n]:
             print(
                 f"# note: items have {res['sample_counts']} samples, but Pass@k assumes n={args.n} "
-                f"as the seed does (--n changes it)"
+                f"as upstream does (--n changes it)"
             )
     return rc
 

@@ -1,4 +1,4 @@
-"""The seed's analysis_results.py numbers, against a straightforward math.comb implementation."""
+"""The upstream repository's analysis_results.py numbers, against a straightforward math.comb implementation."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from analysis_fixtures import ROOT  # noqa: F401  (puts the repo on sys.path)
 
-from analysis.seed_compat import main as seed_main
-from analysis.seed_compat import seed_numbers
+from analysis.upstream import main as upstream_main
+from analysis.upstream import upstream_numbers
 
 
 def reference(items):
@@ -63,9 +63,9 @@ def make_items(seed=0):
     return items
 
 
-def test_seed_numbers_match_reference():
+def test_upstream_numbers_match_reference():
     items = make_items()
-    res = seed_numbers(items)
+    res = upstream_numbers(items)
     per_source, micro, macro, passes = reference(items)
     assert res["per_source"] == pytest.approx(per_source, abs=1e-15)
     assert res["micro"] == pytest.approx(micro, abs=1e-15)
@@ -80,11 +80,11 @@ def test_seed_numbers_match_reference():
     assert res["pass"][128] == pytest.approx(np.mean([sum(it["score"]) > 0 for it in items]))
 
 
-def test_seed_cli_prints_the_seed_layout(tmp_path, capsys):
+def test_upstream_cli_prints_the_upstream_layout(tmp_path, capsys):
     items = make_items(1)
     p = tmp_path / "100.json"
     p.write_text(json.dumps(items))
-    assert seed_main([str(p)]) == 0
+    assert upstream_main([str(p)]) == 0
     out = capsys.readouterr().out.splitlines()
     per_source, micro, macro, passes = reference(items)
     assert out[0] == f"## Load data: {p}"
@@ -97,7 +97,7 @@ def test_seed_cli_prints_the_seed_layout(tmp_path, capsys):
         assert float(line.split(": ")[1]) == pytest.approx(passes[k], abs=1e-12)
 
 
-def test_seed_cli_on_native_step_file_and_bad_file(tmp_path, capsys):
+def test_upstream_cli_on_native_step_file_and_bad_file(tmp_path, capsys):
     items = make_items(2)
     p = tmp_path / "step_5.jsonl"
     with open(p, "w") as f:
@@ -108,9 +108,9 @@ def test_seed_cli_on_native_step_file_and_bad_file(tmp_path, capsys):
                 )
                 + "\n"
             )
-    assert seed_main([str(p)]) == 0
+    assert upstream_main([str(p)]) == 0
     out = capsys.readouterr().out
     assert f"##  Pass128: {reference(items)[3][128]}"[:20] in out
     bad = tmp_path / "9.json"
     bad.write_text("[{")
-    assert seed_main([str(bad)]) == 1
+    assert upstream_main([str(bad)]) == 1
