@@ -24,7 +24,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from dars.algorithm import LOSS_AGG_MODES
 from dars.config_schema import _KIND_TEXT, SCHEMA, Field  # SCHEMA, Field: dars.config names too
-from dars.schedules import SCHEDULES
+from dars.schedules import SCHEDULES, config_problem
 
 
 class ConfigError(ValueError):
@@ -205,8 +205,8 @@ def validate(cfg: DictConfig) -> None:
         f"algorithm.n_max={a.n_max} is smaller than rollout.n={r.n}: n_max caps the *total* rollouts per "
         f"prompt, so it must be >= n. Set algorithm.n_max>={r.n} (the paper: 32 for ET, 64 for HW with n=8).",
     )
-    if a.schedule in ("et_table", "hw_table"):
-        _need(r.n == 8, f"schedule={a.schedule} is a lookup table for n=8 only (got rollout.n={r.n}); use et/hw")
+    problem = config_problem(a.schedule, r.n, a.n_max)  # the schedule's own rule, kept next to it
+    _need(problem is None, problem or "")
     _need(
         a.loss_agg_mode in LOSS_AGG_MODES,
         f"algorithm.loss_agg_mode={a.loss_agg_mode!r} is unknown; choose one of {list(LOSS_AGG_MODES)}",

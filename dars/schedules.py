@@ -10,7 +10,7 @@ A schedule picks the extra rollouts dn so that (n + dn) * S(p) reaches a target 
     ET (equal treatment):     T(p) = A_peak              (flat at the peak level)
     HW (hardness weighted):   T(p) = 2 (1 - p) A_peak    (twice the peak as p -> 0)
 
-with A_peak = n * S(0.5). Then, as the official code does:
+with A_peak = n * S(0.5). Then, as upstream (the authors' repository, docs/algorithm.md §1) does:
     p_hat == 0   -> use p = 1 / (2n)   (no correct rollout yet: assume "half a success")
     p_hat >= 0.5 -> 0 extras           (includes prompts already solved every time)
     otherwise    -> min(ceil(raw(p)), n_max - n)
@@ -21,7 +21,9 @@ rounding (n = 6, HW, p = 1/12: 30.000000004) gives that integer. The paper's con
 
 A new schedule is one function registered with ``@register("name")`` plus one YAML file in
 ``conf/schedule/`` that selects it (``schedule: name``, ``n_max: ...``). A schedule defined by a
-target mass registers it too (``@register("name", target=T)``, ``T(p, a_peak)``). The analytic
+target mass registers it too (``@register("name", target=T)``, ``T(p, a_peak)``); one defined only
+for some settings brings its own rule (``@register("name", check=C)``, ``C(n, n_max)``), which
+``dars.config.validate`` asks through :func:`config_problem` before a run starts. The analytic
 figures 5 and 6 (:mod:`analysis.analytic`) draw every schedule that has a YAML from the
 functions at the end of this module: :func:`advantage_mass`, :func:`target_mass`,
 :func:`delivered_mass`, :func:`expected_total_rollouts` and :func:`configured_n_max`.
@@ -40,20 +42,39 @@ SCHEDULES: dict[str, ScheduleFn] = {}
 # T(p, a_peak): the target mass of a schedule defined by one (p < 0.5; see _from_target)
 TargetFn = Callable[[np.ndarray, float], np.ndarray]
 TARGETS: dict[str, TargetFn] = {}
+# C(n, n_max): None where the schedule is defined, else what is wrong, naming the field, its value
+# and the fix (a phrase that follows "schedule=<name>"); see config_problem
+CheckFn = Callable[[int, int], str | None]
+CHECKS: dict[str, CheckFn] = {}
 
-# The official code treats accuracies at or below this as "no rollout correct".
+# Upstream treats accuracies at or below this as "no rollout correct".
 ZERO_ACC = 1e-6
 CEIL_TOLERANCE = 1e-9
 
 
-def register(name: str, target: TargetFn | None = None) -> Callable[[ScheduleFn], ScheduleFn]:
+def register(
+    name: str, target: TargetFn | None = None, check: CheckFn | None = None
+) -> Callable[[ScheduleFn], ScheduleFn]:
+    """Register a schedule as ``name``; ``target``: its target mass, ``check``: its own rule on
+    ``(n, n_max)`` (see :data:`CHECKS`)."""
+
     def wrap(fn: ScheduleFn) -> ScheduleFn:
         SCHEDULES[name] = fn
         if target is not None:
             TARGETS[name] = target
+        if check is not None:
+            CHECKS[name] = check
         return fn
 
     return wrap
+
+
+def config_problem(kind: str, n: int, n_max: int) -> str | None:
+    """Why schedule ``kind`` cannot run at ``rollout.n = n``, ``algorithm.n_max = n_max``, as a
+    ``schedule=<kind> ...`` sentence for a config error; None when it can (or has no rule)."""
+    check = CHECKS.get(kind)
+    problem = check(n, n_max) if check is not None else None
+    return None if problem is None else f"schedule={kind} {problem}"
 
 
 def _advantage_mass(p: np.ndarray, use_std: bool) -> np.ndarray:
@@ -114,8 +135,15 @@ def _table(totals: tuple[int, int, int, int, int]):
     return fn
 
 
-register("et_table")(_table((32, 18, 11, 9, 8)))
-register("hw_table")(_table((48, 24, 12, 9, 8)))
+def _only_n8(n: int, n_max: int) -> str | None:
+    """The tables' thresholds are eighths of a stage-1 group of 8."""
+    if n == 8:
+        return None
+    return f"is a lookup table for n=8 only (got rollout.n={n}); set rollout.n=8 or use schedule=et / schedule=hw"
+
+
+register("et_table", check=_only_n8)(_table((32, 18, 11, 9, 8)))
+register("hw_table", check=_only_n8)(_table((48, 24, 12, 9, 8)))
 
 
 def extra_rollouts_batch(acc: np.ndarray, n: int, n_max: int, kind: str, use_std: bool = False) -> np.ndarray:

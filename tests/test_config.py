@@ -109,6 +109,8 @@ def test_the_7b_preset_is_the_15b_preset_renamed():
         (["model.path=/no/such/checkpoint"], "model.path=/no/such/checkpoint is not a local directory"),
         (["preset=qwen2.5-math-1.5b"], "model.path is required"),
         (["algorithm.loss_agg_mode=mean"], "loss_agg_mode='mean' is unknown"),
+        # a schedule's own rule (dars.schedules.CHECKS), asked generically
+        (["schedule=et_table", "rollout.n=6"], "schedule=et_table is a lookup table for n=8 only (got rollout.n=6)"),
         # typed values that used to crash mid-run (TypeError / ZeroDivisionError, exit 1) or pass silently
         (["train.lr=fast"], "train.lr='fast' must be a number (float), e.g. train.lr=1e-4"),
         (["experiment=baseline", "train.ppo_mini_batch_size=0"], "train.ppo_mini_batch_size=0 must be >= 1"),

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from dars.schedules import (
+    CHECKS,
     SCHEDULES,
     TARGETS,
     advantage_mass,
+    config_problem,
     configured_n_max,
     delivered_mass,
     expected_total_rollouts,
@@ -129,3 +131,36 @@ def test_configured_n_max_reads_conf_schedule(tmp_path):
     (tmp_path / "et.yaml").write_text("# @package algorithm\nschedule: et\nn_max: 40\n")
     (tmp_path / "other.yaml").write_text("schedule: not_registered\nn_max: 9\n")
     assert configured_n_max(8, tmp_path) == {"et": 40}
+
+
+# ------------------------------------------------------------------ each schedule's own rule on n, n_max
+def test_the_tables_bring_their_n8_rule():
+    for kind in ("et_table", "hw_table"):
+        assert config_problem(kind, 8, 32) is None
+        msg = config_problem(kind, 6, 32)
+        # the field, its value and the fix, after the schedule's name
+        assert msg == (
+            f"schedule={kind} is a lookup table for n=8 only (got rollout.n=6); "
+            "set rollout.n=8 or use schedule=et / schedule=hw"
+        )
+    for kind in SCHEDULES.keys() - CHECKS.keys():  # a schedule without a rule runs at any n
+        assert config_problem(kind, 6, 32) is None
+
+
+def test_validate_asks_the_schedule(monkeypatch):
+    """config.validate knows no schedule by name: a new one registers its rule and is refused by it."""
+    from conftest import compose_config
+
+    from dars.config import ConfigError, validate
+
+    validate(compose_config(["schedule=et_table"]))  # n = 8: fine
+    with pytest.raises(ConfigError, match=r"schedule=hw_table is a lookup table for n=8 only \(got rollout.n=6\)"):
+        validate(compose_config(["schedule=hw_table", "rollout.n=6"]))
+
+    monkeypatch.setitem(SCHEDULES, "even_only", SCHEDULES["uniform"])
+    monkeypatch.setitem(
+        CHECKS, "even_only", lambda n, n_max: None if n % 2 == 0 else f"needs an even rollout.n, got {n}"
+    )
+    validate(compose_config(["algorithm.schedule=even_only", "rollout.n=6"]))
+    with pytest.raises(ConfigError, match="schedule=even_only needs an even rollout.n, got 7"):
+        validate(compose_config(["algorithm.schedule=even_only", "rollout.n=7"]))
