@@ -16,7 +16,8 @@ Entry points::
 Modules: :mod:`analysis.metrics` (pure numeric functions), :mod:`analysis.readers` (file
 formats), :mod:`analysis.runs` (discovery), :mod:`analysis.labels` (seed groups),
 :mod:`analysis.core` (the computed results, built from :mod:`analysis.checkpoints`, which
-checkpoint a run is judged at, and :mod:`analysis.run_metrics`, the numbers of one run),
+checkpoint a run is judged at, :mod:`analysis.run_metrics`, the numbers of one run, and
+:mod:`analysis.pooling`, a label's runs pooled into its results),
 :mod:`analysis.exclusions` (untrained and partial
 runs: listed, never ranked), :mod:`analysis.paired` (paired differences between seed groups),
 :mod:`analysis.significance` (bold only for a significantly best value), :mod:`analysis.claims`
