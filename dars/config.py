@@ -347,7 +347,7 @@ def _check_model(cfg: DictConfig) -> None:
 
 
 def _check_synthetic(cfg: DictConfig) -> None:
-    from dars.data import LEVELS, synthetic_splits_from_config
+    from dars.data.synthetic import LEVELS, synthetic_splits_from_config
 
     d, t = cfg.data, cfg.train
     bad = [lv for lv in d.levels if lv not in LEVELS]
@@ -386,7 +386,8 @@ def _check_synthetic(cfg: DictConfig) -> None:
 
 
 def _check_parquet(cfg: DictConfig) -> None:
-    from dars.verl_data import DataError, validate_verl_parquet
+    from dars.data import DataError
+    from dars.data.parquet import validate_verl_parquet
 
     d, t, r, m = cfg.data, cfg.train, cfg.rollout, cfg.model
     if m.path:
@@ -401,7 +402,7 @@ def _check_parquet(cfg: DictConfig) -> None:
         _need(
             f.is_file(),
             f"data.{key}={d[key]} does not exist. Point it at a verl parquet file (set $DARS_DATA_DIR for "
-            f"the presets), or make one with: python -m dars.prepare_data INPUT {f.name}",
+            f"the presets), or make one with: python -m dars.data.prepare INPUT {f.name}",
         )
     # Without model.path the policy is the tiny model: character tokenizer, no chat template. Its
     # warm start trains on the synthetic levels, so with parquet data it must start from random

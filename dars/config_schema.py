@@ -55,7 +55,7 @@ _SCALE_INTS = (
 )
 _SCALE_FREQS = ("test_freq", "breadth_test_freq", "save_freq", "breadth_save_freq")
 
-# Every field the code reads (dars/backends/*, dars/model.py, dars/data.py, ...). Dotted key -> Field.
+# Every field the code reads (dars/backends/*, dars/model.py, dars/data/, ...). Dotted key -> Field.
 # scale.* come first: the groups interpolate them, so a bad preset value is named where it was set.
 # A new field in conf/ belongs here too (tests/test_config.py checks that every composed key is listed).
 SCHEMA: dict[str, Field] = {
@@ -140,7 +140,7 @@ SCHEMA: dict[str, Field] = {
     "model.warm_start.mix": Field(dict, null="every level weight 1", need=False, eg="{mul:0.5}"),
     "model.warm_start.worked_share": _f(0, 1, when="tiny", eg="0.6"),
     "model.warm_start.use_shipped": _b(need=False),
-    # data (dars/data.py for synthetic, dars/verl_data.py for parquet)
+    # data (dars/data/synthetic.py for synthetic, dars/data/parquet.py for parquet)
     "data.name": _s(eg="synthetic"),
     "data.levels": Field(list, item=str, when="synthetic", eg="[add21,mul]"),
     "data.train_per_level": _i(1, when="synthetic", eg="500"),

@@ -133,7 +133,7 @@ def base_model_key(cfg: DictConfig) -> str:
         "recipe": BASE_MODEL_RECIPE_VERSION,
         "build": OmegaConf.to_container(cfg.model.build, resolve=True),
         "warm_start": warm,
-        "levels": sorted(cfg.data.levels),  # the corpus ignores their order (dars.data.sft_examples)
+        "levels": sorted(cfg.data.levels),  # the corpus ignores their order (dars.data.synthetic.sft_examples)
         "prompt_template": cfg.data.prompt_template,
         "val_pool": cfg.data.val_pool,  # decides which questions the corpus may hold
     }
@@ -211,7 +211,7 @@ def warm_start(cfg: DictConfig):
     completion tokens): the tiny stand-in for pre-training. docs/sandbox.md says why each setting."""
     from tqdm.auto import tqdm
 
-    from dars.data import sft_examples
+    from dars.data.synthetic import sft_examples
 
     ws, m = cfg.model.warm_start, cfg.model
     torch.manual_seed(ws.seed)

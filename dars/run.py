@@ -127,9 +127,9 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     fresh = _is_fresh(run_dir)
     from dars.backends import get_backend
+    from dars.data import DataError
     from dars.runlock import RunBusy, RunLock
     from dars.runlog import RunDirError
-    from dars.verl_data import DataError
 
     try:
         validate(cfg)

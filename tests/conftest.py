@@ -97,7 +97,7 @@ def paper_data(tmp_path_factory) -> Path:
     """Small valid stand-ins for the paper presets' data files under one ``paths.data_dir`` (the real
     openr1 / capacity_val cannot be downloaded here): 3072 training rows (one breadth batch) and 10
     validation problems over the five capacity_val benchmarks."""
-    from dars.verl_data import write_verl_parquet
+    from dars.data.parquet import write_verl_parquet
 
     d = tmp_path_factory.mktemp("paper_data")
     sources = ["aime", "math", "olympiad_bench", "amc", "minerva"]

@@ -441,7 +441,7 @@ def test_mps_device_without_mps_and_unknown_devices(monkeypatch):
 
 # ---------------------------------------------------------------------------- data=parquet with the tiny model
 def _long_prompt_files(tmp_path, n_train=40, n_val=5):
-    from dars.verl_data import write_verl_parquet
+    from dars.data.parquet import write_verl_parquet
 
     def rows(n, split):
         return [
@@ -542,7 +542,7 @@ def test_appending_a_known_key_where_nothing_reads_it_is_refused():
 def test_data_the_tokenizer_cannot_render_exits_2_before_training(tmp_path, cache_dir):
     """Found only once the checkpoint's tokenizer is loaded (every prompt over the length limit):
     still one line, exit 2, and the run directory this start made is gone."""
-    from dars.verl_data import write_verl_parquet
+    from dars.data.parquet import write_verl_parquet
 
     rows = [
         {

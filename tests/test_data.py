@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from dars.data import (
+from dars.data import PromptStream
+from dars.data.synthetic import (
     LEVELS,
-    PromptStream,
     column_carries,
     format_response,
     in_val_pool,

@@ -23,7 +23,7 @@ from test_config import make_checkpoint
 
 from dars.backends import verl as backend
 from dars.config import validate  # also registers the run-name resolver
-from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE
+from dars.data.parquet import NO_TEMPLATE_CHAT_TEMPLATE
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf/experiment").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (ROOT / "conf/preset").glob("*.yaml"))

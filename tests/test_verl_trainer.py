@@ -285,8 +285,8 @@ def fit_tiny(run_dir, extra: list[str] = ()):
     from verl.utils.dataset.rl_dataset import collate_fn
 
     from dars.backends import verl as backend
+    from dars.data.parquet import NO_TEMPLATE_CHAT_TEMPLATE
     from dars.model import build_char_tokenizer
-    from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE
 
     cfg = compose_config(
         [

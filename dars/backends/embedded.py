@@ -90,8 +90,8 @@ def check(cfg: DictConfig) -> None:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     trainer = EmbeddedTrainer(cfg, Path(run_dir))
     from dars.config import ConfigError
+    from dars.data import DataError
     from dars.runlog import RunDirError
-    from dars.verl_data import DataError
 
     try:
         trainer.setup()

@@ -80,7 +80,7 @@ def verl_overrides(
     cfg: DictConfig, run_dir: Path, *, model_path: str, train_file: str, val_file: str, use_template: bool
 ) -> list[str]:
     """The verl command line (Hydra overrides of dars_ppo.yaml) for this run's config."""
-    from dars.verl_data import NO_TEMPLATE_CHAT_TEMPLATE
+    from dars.data.parquet import NO_TEMPLATE_CHAT_TEMPLATE
 
     a, t, r, e, b = cfg.algorithm, cfg.train, cfg.rollout, cfg.eval, cfg.backend
     run_dir = Path(run_dir).resolve()
@@ -191,7 +191,7 @@ def _cpus_for_ray() -> int:
 def prepare_inputs(cfg: DictConfig, run_dir: Path) -> dict:
     """Model path and verl-format data files for the run (the synthetic task is written as parquet
     into the run directory)."""
-    from dars.verl_data import problems_to_verl_rows, write_verl_parquet
+    from dars.data.parquet import problems_to_verl_rows, write_verl_parquet
 
     if cfg.model.get("path"):
         model_path = str(Path(cfg.model.path).expanduser())
@@ -201,7 +201,7 @@ def prepare_inputs(cfg: DictConfig, run_dir: Path) -> dict:
         model_path = str(ensure_base_model(cfg, cfg.paths.cache_dir))
     d = cfg.data
     if d.name == "synthetic":
-        from dars.data import synthetic_splits_from_config
+        from dars.data.synthetic import synthetic_splits_from_config
 
         train, val = synthetic_splits_from_config(d)
         data_dir = Path(run_dir) / "verl" / "data"

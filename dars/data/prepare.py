@@ -1,6 +1,6 @@
 """Turn a question/answer table into a verl-format parquet file (docs/data.md).
 
-    python -m dars.prepare_data problems.jsonl data/train.parquet --data-source math \\
+    python -m dars.data.prepare problems.jsonl data/train.parquet --data-source math \\
         --instruction "{question} Let's think step by step and output the final answer within \\boxed{}."
 
 INPUT is .parquet, .jsonl, .json (a list of objects) or .csv with a question and an answer column.
@@ -16,9 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-from dars.verl_data import DataError, ground_truth_text, validate_verl_parquet, write_verl_parquet
+from dars.data.parquet import ground_truth_text, validate_verl_parquet, write_verl_parquet
+from dars.data.problem import DataError
 
-PROG = "dars.prepare_data"
+PROG = "dars.data.prepare"
 READERS = (".parquet", ".jsonl", ".json", ".csv")
 
 
@@ -121,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
         prog=f"python -m {PROG}",
         description="Convert a question/answer table (.parquet/.jsonl/.json/.csv) into verl RL parquet "
         "(data_source, prompt, ability, reward_model, extra_info), the format data=parquet reads.",
-        epilog="Example: python -m dars.prepare_data test.jsonl data/math500.parquet --data-source math --split test",
+        epilog="Example: python -m dars.data.prepare test.jsonl data/math500.parquet --data-source math --split test",
     )
     p.add_argument("input", type=Path, help="question/answer table: .parquet, .jsonl, .json (list of objects) or .csv")
     p.add_argument("output", type=Path, help="verl parquet file to write (.parquet); written atomically")

@@ -1,4 +1,4 @@
-"""verl-format parquet prompts, shared by both backends (docs/data.md).
+"""verl-format parquet prompts (``data=parquet``), read by both backends alike (docs/data.md).
 
 One row per prompt, the columns verl's RLHFDataset reads::
 
@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dars.data import Problem
+from dars.data.problem import DataError, Problem
 
 log = logging.getLogger("dars")
 
@@ -37,11 +37,7 @@ ROLES = ("system", "user", "assistant")
 # paper's Llama runs). One definition: the verl backend hands this exact string to verl.
 NO_TEMPLATE_CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
 
-PREP_HINT = "python -m dars.prepare_data INPUT OUTPUT converts a question/answer table to this format"
-
-
-class DataError(ValueError):
-    """A data file that cannot be used, with one message naming file, row, column and fix."""
+PREP_HINT = "python -m dars.data.prepare INPUT OUTPUT converts a question/answer table to this format"
 
 
 def _where(path, row: int | None = None, index: Any = None, column: str | None = None) -> str:

@@ -11,19 +11,19 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FAST, ROOT, run_dars
 
-from dars.data import Problem, load_splits, synthetic_splits
-from dars.model import build_char_tokenizer
-from dars.rollout import encode_prompt
-from dars.verl_data import (
+from dars.data import DataError, Problem, load_splits
+from dars.data.parquet import (
     NO_TEMPLATE_CHAT_TEMPLATE,
     REQUIRED_COLUMNS,
-    DataError,
     load_verl_problems,
     problems_to_verl_rows,
     render_prompt,
     validate_verl_parquet,
     write_verl_parquet,
 )
+from dars.data.synthetic import synthetic_splits
+from dars.model import build_char_tokenizer
+from dars.rollout import encode_prompt
 
 # A real Jinja chat template with role markers, so "template on" and "off" give different text.
 CHAT_TEMPLATE = (
@@ -135,7 +135,7 @@ def test_numeric_ground_truth_is_converted(tmp_path, tok):
 def test_missing_file(tmp_path, tok):
     with pytest.raises(DataError) as e:
         load_verl_problems(tmp_path / "nope.parquet", tokenizer=tok, use_template=False)
-    assert "nope.parquet" in str(e.value) and "not found" in str(e.value) and "dars.prepare_data" in str(e.value)
+    assert "nope.parquet" in str(e.value) and "not found" in str(e.value) and "dars.data.prepare" in str(e.value)
 
 
 def test_garbage_bytes_are_not_parquet(tmp_path, tok):
@@ -244,7 +244,7 @@ def test_written_files_respect_the_umask(tmp_path, umask, mode):
     import os
     import stat
 
-    from dars.prepare_data import main as prepare_main
+    from dars.data.prepare import main as prepare_main
 
     src = tmp_path / "qa.jsonl"
     src.write_text('{"question": "1+1", "answer": "2"}\n')
@@ -294,7 +294,7 @@ def test_load_splits_dispatches(tmp_path, tok):
 # ------------------------------------------------------------------------------------ prep CLI
 def prep(*args):
     return subprocess.run(
-        [sys.executable, "-m", "dars.prepare_data", *map(str, args)],
+        [sys.executable, "-m", "dars.data.prepare", *map(str, args)],
         check=False,
         cwd=ROOT,
         capture_output=True,
@@ -303,7 +303,7 @@ def prep(*args):
     )
 
 
-def test_prepare_data_cli(tmp_path, chat_tok):
+def test_prepare_cli(tmp_path, chat_tok):
     src = tmp_path / "qa.jsonl"
     src.write_text(
         "\n".join(
@@ -364,7 +364,7 @@ def test_prepare_data_cli(tmp_path, chat_tok):
         ),
     ],
 )
-def test_prepare_data_bad_input_exits_2_with_one_line(tmp_path, content, name, args, expect):
+def test_prepare_bad_input_exits_2_with_one_line(tmp_path, content, name, args, expect):
     src = tmp_path / name
     if content is not None:
         src.write_text(content)
@@ -372,11 +372,11 @@ def test_prepare_data_bad_input_exits_2_with_one_line(tmp_path, content, name, a
     p = prep(src, out, *args)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dars.prepare_data: error: ") and expect in lines[0], p.stderr
+    assert len(lines) == 1 and lines[0].startswith("dars.data.prepare: error: ") and expect in lines[0], p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ([name] if content is not None else [])
 
 
-def test_prepare_data_help_documents_every_option():
+def test_prepare_help_documents_every_option():
     p = prep("--help")
     assert p.returncode == 0
     for opt in [
@@ -471,7 +471,7 @@ def test_broken_data_file_stops_the_run_before_any_work(tmp_path, cache_dir):
         cache_dir,
         check=False,
     )
-    assert missing.returncode == 2 and "data.train_file" in missing.stderr and "dars.prepare_data" in missing.stderr
+    assert missing.returncode == 2 and "data.train_file" in missing.stderr and "dars.data.prepare" in missing.stderr
     tiny = run_dars(
         ["data=parquet", f"data.train_file={good}", f"data.val_file={good}", *FAST],
         tmp_path / "out3",

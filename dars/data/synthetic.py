@@ -1,13 +1,13 @@
-"""Prompt datasets.
+"""The synthetic task: verifiable arithmetic with graded difficulty (``data=synthetic``).
 
-The embedded default is a synthetic, verifiable arithmetic task with graded difficulty: one level
-per ``data_source`` (so each level is its own benchmark in evaluation), answers written as
+One level per ``data_source`` (so each level is its own benchmark in evaluation), answers written as
 ``\\boxed{...}`` and scored by the real math-verify. Generation is a pure function of the seed.
 
 Each level's question space is split once, by a hash of the question, into a *validation pool*
 (``val_pool``, 20 % by default) and the rest. Validation problems come only from the pool; the
-RL train split and the base model's warm-start corpus come only from the rest, so no validation
-question was ever seen by the base model or by RL: a gain on validation is generalisation.
+RL train split and the base model's warm-start corpus (:func:`sft_examples`) come only from the
+rest, so no validation question was ever seen by the base model or by RL: a gain on validation is
+generalisation.
 """
 
 from __future__ import annotations
@@ -15,17 +15,10 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Problem:
-    id: str
-    data_source: str  # benchmark / difficulty level
-    prompt: str  # text given to the model
-    answer: str  # gold answer, parsed by math-verify as "$answer$"
+from dars.data.problem import Problem
 
 
 # Each level draws (question, answer) from a random.Random. Easy to hard, roughly in the order a
@@ -147,6 +140,13 @@ def synthetic_splits(
     return train, val
 
 
+def synthetic_splits_from_config(d) -> tuple[list[Problem], list[Problem]]:
+    """:func:`synthetic_splits` for a ``data=synthetic`` config node."""
+    return synthetic_splits(list(d.levels), d.train_per_level, d.val_per_level, d.seed, d.prompt_template, d.val_pool)
+
+
+# -------------------------------------------------- the warm-start corpus (dars.model.warm_start)
+# Each question either worked by the written method (carries first) or answered with its slip.
 def _columns(question: str) -> tuple[str, list[tuple[int, int]], int, int]:
     """(op, digit columns most significant first, the two operands) with the larger operand
     first for subtraction, so every level is worked as a column sum, difference or product."""
@@ -229,63 +229,3 @@ def sft_examples(
         completion = worked_response(q, str(a)) if worked else format_response(str(slipped_answer(q)))
         out.append((prompt_template.format(question=q), completion))
     return out
-
-
-class PromptStream:
-    """Deterministic batches over the train split: batch ``b`` is a pure function of ``b``, so a
-    resumed run draws exactly what the uninterrupted run drew. ``drop_last`` as the paper's loader."""
-
-    def __init__(self, problems: list[Problem], batch_size: int, shuffle: bool, seed: int):
-        if batch_size > len(problems):
-            from dars.config import ConfigError
-
-            raise ConfigError(
-                f"train.batch_size={batch_size} is larger than the train split ({len(problems)} prompts left after "
-                f"the length filter); lower train.batch_size, raise rollout.max_prompt_length or set "
-                f"data.filter_overlong_prompts=false"
-            )
-        self.problems = problems
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.batches_per_epoch = len(problems) // batch_size
-
-    def epoch_of(self, batch_index: int) -> int:
-        return batch_index // self.batches_per_epoch
-
-    def batch(self, batch_index: int) -> list[Problem]:
-        epoch, pos = divmod(batch_index, self.batches_per_epoch)
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.problems))
-        else:
-            order = np.arange(len(self.problems))
-        idx = order[pos * self.batch_size : (pos + 1) * self.batch_size]
-        return [self.problems[i] for i in idx]
-
-
-def synthetic_splits_from_config(d) -> tuple[list[Problem], list[Problem]]:
-    """:func:`synthetic_splits` for a ``data=synthetic`` config node."""
-    return synthetic_splits(list(d.levels), d.train_per_level, d.val_per_level, d.seed, d.prompt_template, d.val_pool)
-
-
-def load_splits(data_cfg, tokenizer, max_prompt_length: int) -> tuple[list[Problem], list[Problem]]:
-    """(train, val) for the ``data`` config group: ``synthetic`` (generated here) or ``parquet``
-    (verl-format files, dars/verl_data.py; prompts rendered with the tokenizer and, when
-    ``filter_overlong_prompts``, cut to those of at most ``max_prompt_length`` tokens)."""
-    if data_cfg.name == "synthetic":
-        return synthetic_splits_from_config(data_cfg)
-    if data_cfg.name == "parquet":
-        from dars.verl_data import load_verl_problems
-
-        common = dict(
-            tokenizer=tokenizer,
-            use_template=bool(data_cfg.use_template),
-            max_prompt_length=max_prompt_length,
-            filter_overlong=bool(data_cfg.filter_overlong_prompts),
-            allow_invalid_rows=bool(data_cfg.allow_invalid_rows),
-        )
-        return (
-            load_verl_problems(data_cfg.train_file, split="train", **common),
-            load_verl_problems(data_cfg.val_file, split="val", **common),
-        )
-    raise ValueError(f"data.name={data_cfg.name!r} is unknown; use data=synthetic or data=parquet")
