@@ -154,7 +154,7 @@ SCHEMA: dict[str, Field] = {
     "data.allow_invalid_rows": _b(when="parquet"),
     "data.shuffle": _b(),
     "data.seed": _i(when="synthetic", eg="0"),  # the parquet loaders shuffle with the run seed
-    # backend (dars/backends/verl.py reads the rest)
+    # backend (dars/backends/verl/ reads the rest)
     "backend.name": _s(eg="embedded"),
     "backend.nnodes": _i(1, when="verl", eg="1"),
     "backend.n_gpus_per_node": _i(1, when="verl", eg="8"),

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from test_config import make_checkpoint
 
 from dars.backends import verl as backend
+from dars.backends.verl import translate
 from dars.config import validate  # also registers the run-name resolver
 from dars.data.parquet import NO_TEMPLATE_CHAT_TEMPLATE
 
@@ -31,7 +32,7 @@ PRESETS = sorted(p.stem for p in (ROOT / "conf/preset").glob("*.yaml"))
 
 def compose_verl(overrides: list[str]):
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "dars/backends/verl_conf"), version_base=None):
+    with initialize_config_dir(config_dir=str(ROOT / "dars/backends/verl/conf"), version_base=None):
         cfg = compose("dars_ppo", overrides=[o for o in overrides if not o.startswith("hydra.")])
     OmegaConf.resolve(cfg)
     return cfg
@@ -56,7 +57,7 @@ def test_every_experiment_and_preset_is_a_valid_verl_config(experiment, preset, 
     validate(cfg)
     backend.check(cfg)
     inputs = backend.prepare_inputs(cfg, tmp_path / "run")
-    v = compose_verl(backend.verl_overrides(cfg, tmp_path / "run", **inputs))
+    v = compose_verl(translate.verl_overrides(cfg, tmp_path / "run", **inputs))
 
     # verl's own checks and schemas
     validate_config(v, use_reference_policy=need_reference_policy(v), use_critic=need_critic(v))
@@ -108,7 +109,7 @@ def test_paper_grid_numbers():
     cfg = compose_config(["experiment=dars_hw_breadth", "preset=qwen2.5-math-1.5b", "backend=verl", "model.path=/m"])
     ov = dict(
         o.split("=", 1)
-        for o in backend.verl_overrides(
+        for o in translate.verl_overrides(
             cfg, "/runs/x", model_path="/m", train_file="/d/t.parquet", val_file="/d/v.parquet", use_template=True
         )
     )
@@ -143,7 +144,7 @@ def test_dry_run_command_runs_through_verls_entry_point(tmp_path, cache_dir):
     assert (run_dir / "verl/data/train.parquet").exists() and (run_dir / "verl/data/val.parquet").exists()
     assert "dry_run" in proc.stdout
     argv = shlex.split(command.read_text().split("\n", 2)[2].replace("\\\n", " "))
-    assert argv[1:3] == ["-m", "dars.backends.verl_trainer"]
+    assert argv[1:3] == ["-m", "dars.backends.verl.trainer"]
     out = subprocess.run(
         [sys.executable, *argv[1:], "--cfg", "job", "--resolve"], capture_output=True, text=True, timeout=300
     )

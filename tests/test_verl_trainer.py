@@ -29,7 +29,7 @@ from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 from verl.utils import tensordict_utils as tu
 
 from dars import schedules
-from dars.backends.verl_trainer import PAD_UID, DarsRayTrainer, uid_groups
+from dars.backends.verl.trainer import PAD_UID, DarsRayTrainer, uid_groups
 
 N = 8
 # stage-1 correct answers out of n for each of five prompts: hard ... all-correct
@@ -285,6 +285,7 @@ def fit_tiny(run_dir, extra: list[str] = ()):
     from verl.utils.dataset.rl_dataset import collate_fn
 
     from dars.backends import verl as backend
+    from dars.backends.verl import translate
     from dars.data.parquet import NO_TEMPLATE_CHAT_TEMPLATE
     from dars.model import build_char_tokenizer
 
@@ -306,9 +307,9 @@ def fit_tiny(run_dir, extra: list[str] = ()):
         ]
     )
     inputs = backend.prepare_inputs(cfg, run_dir)
-    overrides = [o for o in backend.verl_overrides(cfg, run_dir, **inputs) if not o.startswith("hydra.")]
+    overrides = [o for o in translate.verl_overrides(cfg, run_dir, **inputs) if not o.startswith("hydra.")]
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "dars/backends/verl_conf"), version_base=None):
+    with initialize_config_dir(config_dir=str(ROOT / "dars/backends/verl/conf"), version_base=None):
         vcfg = compose("dars_ppo", overrides=overrides)
     OmegaConf.resolve(vcfg)
 

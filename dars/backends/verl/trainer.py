@@ -2,7 +2,7 @@
 
 Started by :mod:`dars.backends.verl` as its own process::
 
-    python -m dars.backends.verl_trainer <verl overrides ...>      # Hydra app over verl's ppo_trainer
+    python -m dars.backends.verl.trainer <verl overrides ...>      # Hydra app over conf/dars_ppo.yaml
 
 It subclasses verl's ``RayPPOTrainer`` (the synchronous "v0" trainer, docs/verl.md §1.1) without
 forking verl: workers, vLLM rollout, FSDP update, checkpoints and the reward loop are verl's own. What
@@ -65,7 +65,7 @@ def sequence_scores(batch: DataProto) -> np.ndarray:
 
 class DarsRayTrainer(RayPPOTrainer):
     """``RayPPOTrainer`` with the DARS step. ``config.dars`` carries the DARS settings and the run
-    directory; everything else is verl's own config, translated by :mod:`dars.backends.verl`."""
+    directory; everything else is verl's own config, translated by :mod:`dars.backends.verl.translate`."""
 
     # ------------------------------------------------------------------ rollout
     def _generate(self, gen_batch: DataProto) -> DataProto:
@@ -405,7 +405,7 @@ class DarsTaskRunner(BaseTaskRunner):
 def main() -> None:
     import hydra
 
-    @hydra.main(config_path="verl_conf", config_name="dars_ppo", version_base=None)
+    @hydra.main(config_path="conf", config_name="dars_ppo", version_base=None)  # (next to this file)
     def _main(config):
         from verl.trainer.main_ppo import run_ppo
         from verl.trainer.ppo.utils import need_critic, need_reference_policy
