@@ -3,13 +3,14 @@ rewrites, truncation on resume so a resumed run never duplicates a step, optiona
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,22 @@ def _append_jsonl(path: Path, record: dict) -> dict:
         f.flush()
         os.fsync(f.fileno())
     return record
+
+
+# What on_eval registered: each is called as listener(step, summary) once a validation is written.
+_eval_listeners: list[Callable[[int, dict], None]] = []
+
+
+@contextlib.contextmanager
+def on_eval(listener: Callable[[int, dict], None]) -> Iterator[None]:
+    """Within the block, call ``listener(step, summary)`` after every validation a RunLog of this
+    process writes (the line is on disk by then). A listener may raise to stop the run there: the Optuna
+    sweeper's pruning does (dars/tune/job.py); the run records the exception as its error."""
+    _eval_listeners.append(listener)
+    try:
+        yield
+    finally:
+        _eval_listeners.remove(listener)
 
 
 class RunLog:
@@ -140,6 +157,8 @@ class RunLog:
         summary = _append_jsonl(self.summary_path, summary)
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in summary.items() if k.startswith("val/")}, step=step)
+        for listener in list(_eval_listeners):
+            listener(step, summary)
 
     def set_status(self, state: str, **fields) -> None:
         status = self.status()

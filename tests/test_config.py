@@ -326,14 +326,15 @@ def _basic_sweep_values(override) -> list[str]:
 def sweep_trials(sweep: str) -> list[dict[str, str]]:
     """Every trial a sweep file may run, as overrides: the full product of its parameters'
     representative values, read from the composed sweep config. An Optuna study's search space is
-    parsed by the sweeper's own code (dars.tune), and its sweeper is built from the composed config;
+    parsed by the sweeper's own code (dars.tune.space), and its sweeper is built from the composed config;
     its enqueued trials come too."""
     import itertools
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from dars.tune import DarsOptunaSweeperImpl, format_value, parse_search_space_strings
+    from dars.tune.space import format_value, parse_search_space_strings
+    from dars.tune.sweeper import DarsOptunaSweeperImpl
 
     spec = compose_sweep(sweep, []).hydra.sweeper
     assert spec.params, f"sweeps/{sweep}.yaml has no hydra.sweeper.params"

@@ -1,4 +1,4 @@
-"""The dars_optuna Hydra sweeper (dars/tune.py, hydra_plugins/dars_optuna_sweeper): real Optuna, real
+"""The dars_optuna Hydra sweeper (dars/tune/, hydra_plugins/dars_optuna_sweeper): real Optuna, real
 Hydra, real tiny runs through ``python -m dars.run`` (about a minute and a half on 2 CPU cores)."""
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from dars.tune import fail_stale_trials, format_value, objective_values, parse_search_space_strings
+from dars.runlog import RunLog, on_eval
+from dars.tune.job import PrunedRun
+from dars.tune.objective import objective_values
+from dars.tune.space import format_value, parse_search_space_strings
+from dars.tune.study import StoredStudy
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 QUICK = FAST + ["train.total_steps=1", "train.val_before_train=false"]
@@ -58,6 +62,14 @@ def test_objective_values_final_and_best(tmp_path):
     assert objective_values(tmp_path, m, ["minimize"] * 2, "best") == ([0.2, 0.5], 0)
     with pytest.raises(RuntimeError, match="not in the validation line"):
         objective_values(tmp_path, ["val/all/nope"], ["maximize"], "final")
+    # a torn last line (the run was killed while writing it) is not a validation
+    with open(tmp_path / "eval" / "summary.jsonl", "a") as f:
+        f.write('{"step": 6, "val/all/pass@1": 0.')
+    assert objective_values(tmp_path, m, ["maximize"] * 2, "final") == ([0.3, 0.7], 4)
+    # NaN is written as null (docs/run-format.md): a non-finite objective, not a crash
+    (tmp_path / "eval" / "summary.jsonl").write_text(json.dumps({"step": 2, "val/all/pass@1": None}) + "\n")
+    with pytest.raises(RuntimeError, match="non-finite objective"):
+        objective_values(tmp_path, ["val/all/pass@1"], ["maximize"], "final")
 
 
 def test_running_trial_is_marked_fail(tmp_path):
@@ -65,10 +77,34 @@ def test_running_trial_is_marked_fail(tmp_path):
     study = optuna.create_study(study_name="s", storage=url, direction="maximize")
     study.tell(study.ask({"a": IntDistribution(0, 3)}), 1.0)
     study.ask({"a": IntDistribution(0, 3)})  # a sweep died here
-    again = optuna.load_study(study_name="s", storage=url)
-    assert fail_stale_trials(again) == [1]
-    states = [t.state for t in optuna.load_study(study_name="s", storage=url).trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL]
+    assert StoredStudy(url, "s", directions=["maximize"]).fail_stale_trials() == [1]
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[1].user_attrs["fail_reason"] == "left RUNNING by an earlier sweep"
+    with pytest.raises(ValueError, match="has directions \\['maximize'\\], config asks \\['minimize'\\]"):
+        StoredStudy(url, "s", directions=["minimize"])
+
+
+def test_a_job_reports_to_its_trial_through_the_eval_listener(tmp_path):
+    # what a pruned job does, in one process: the trial was asked elsewhere (the sweeper), the job
+    # reaches it by number, and each validation RunLog writes is reported until the pruner stops it
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="s", storage=url, direction="maximize").ask()
+    stored = StoredStudy(url, "s", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    runlog = RunLog(tmp_path / "run")
+
+    def report(step, summary):
+        if stored.report(0, step, summary["val/all/pass@1"]):
+            raise PrunedRun(f"pruned at step {step}")
+
+    with on_eval(report):
+        runlog.log_eval(1, [], {"step": 1, "val/all/pass@1": 0.7})
+        with pytest.raises(PrunedRun, match="step 2"):
+            runlog.log_eval(2, [], {"step": 2, "val/all/pass@1": 0.2})
+    runlog.log_eval(3, [], {"step": 3, "val/all/pass@1": 0.1})  # outside the block: nobody listens
+    (trial,) = optuna.load_study(study_name="s", storage=url).trials
+    assert trial.intermediate_values == {1: 0.7, 2: 0.2}
+    assert [r["step"] for r in runlog.eval_summaries()] == [1, 2, 3]  # written before the listener ran
 
 
 # ----------------------------------------------------------------------------- real sweeps

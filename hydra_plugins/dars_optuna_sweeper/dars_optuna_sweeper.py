@@ -1,4 +1,5 @@
-"""Registers ``hydra/sweeper=dars_optuna`` (see docs/tuning.md); the sweeper itself is dars.tune.DarsOptunaSweeper.
+"""Registers ``hydra/sweeper=dars_optuna`` (see docs/tuning.md); the sweeper itself is
+dars.tune.sweeper.DarsOptunaSweeperImpl.
 
 Hydra imports every module under the ``hydra_plugins`` namespace package at start-up, so storing the
 config node here is all the registration a sweeper needs (as hydra-optuna-sweeper and
@@ -45,10 +46,11 @@ ConfigStore.instance().store(group="hydra/sweeper", name="dars_optuna", node=Dar
 
 
 class DarsOptunaSweeper(Sweeper):
-    """Hydra only instantiates plugins from the hydra_plugins package: a thin shell around dars.tune."""
+    """Hydra only instantiates plugins from the hydra_plugins package: a thin shell around dars.tune.sweeper."""
 
     def __init__(self, **kwargs: Any) -> None:
-        from dars.tune import DarsOptunaSweeperImpl
+        # here, not at the top: Hydra imports this module at every start-up, and optuna is an extra
+        from dars.tune.sweeper import DarsOptunaSweeperImpl
 
         self.sweeper = DarsOptunaSweeperImpl(**kwargs)
 
