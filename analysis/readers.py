@@ -76,7 +76,11 @@ def read_jsonl(path: Path, schema: pa.Schema | None = None) -> tuple[pa.Table | 
 
     With ``schema``: returns a pyarrow Table with exactly those columns (missing keys -> null,
     other keys ignored). Without: returns a list of dicts. The second value lists notes (skipped
-    truncated last line, skipped corrupt lines, empty file)."""
+    truncated last line, skipped corrupt lines, empty file).
+
+    Not :func:`dars.runlog.read_jsonl`, which a run and the tools around it use to read records back:
+    this one parses big per-problem eval files straight into typed Arrow columns, and says what it
+    skipped, for the analysis report's notes."""
     notes: list[str] = []
     path = Path(path)
     data = path.read_bytes()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dars.metrics import pass_at_k_array, pass_at_k_curve_ks
+from dars.runlog import read_jsonl
 from dars.schedules import extra_rollouts_batch
 
 PAPER_SIZES = {"aime": 30, "math": 500, "olympiad_bench": 675, "amc": 83, "minerva": 272}
@@ -308,7 +309,7 @@ def _native_steps(run_dir: Path) -> list[tuple[int, list[dict]]]:
     out = []
     for p in sorted((Path(run_dir) / "eval").glob("step_*.jsonl")):
         step = int(p.stem.split("_")[1])
-        out.append((step, [json.loads(line) for line in p.read_text().splitlines() if line.strip()]))
+        out.append((step, read_jsonl(p)))
     return sorted(out)
 
 
