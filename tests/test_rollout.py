@@ -5,9 +5,10 @@ from contextlib import nullcontext
 import torch
 from omegaconf import OmegaConf
 
-from dars.backends.embedded import response_logprobs
+from dars.backends.embedded_update import response_logprobs
 from dars.model import build_char_tokenizer, qwen2_from_config
-from dars.rollout import HFGenerateEngine, SamplingParams, encode_prompt
+from dars.rollout import SamplingParams, encode_prompt
+from dars.rollout.hf import HFGenerateEngine
 
 BUILD = OmegaConf.create(
     dict(

@@ -1,57 +1,11 @@
-"""Rollout engines: turn prompts into sampled responses with their log-probs.
-
-The trainer only sees :class:`RolloutEngine`. The embedded backend uses Hugging Face ``generate``
-on the training model itself (so stage 1 and stage 2 always sample from the same policy
-snapshot); a vLLM engine would implement the same two methods.
-"""
+"""The Hugging Face rollout engine: :class:`dars.rollout.RolloutEngine` with ``model.generate`` on
+the training model itself, so the engine always samples from the trainer's current weights."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
-
 import torch
 
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1  # -1: off (the paper's setting)
-    max_new_tokens: int = 16
-
-
-@dataclass
-class Rollouts:
-    """Flat list of samples; ``prompt_index[i]`` says which input prompt sample i answers."""
-
-    prompt_index: list[int] = field(default_factory=list)
-    prompt_ids: list[list[int]] = field(default_factory=list)
-    response_ids: list[list[int]] = field(default_factory=list)  # includes EOS when the model stopped
-    logprobs: list[list[float]] = field(default_factory=list)  # sampling log-probs, one per response token
-    truncated: list[bool] = field(default_factory=list)  # hit max_new_tokens without EOS
-
-    def __len__(self) -> int:
-        return len(self.response_ids)
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(r) for r in self.response_ids]
-
-    def extend(self, other: Rollouts, index_offset: int = 0) -> None:
-        self.prompt_index += [i + index_offset for i in other.prompt_index]
-        self.prompt_ids += other.prompt_ids
-        self.response_ids += other.response_ids
-        self.logprobs += other.logprobs
-        self.truncated += other.truncated
-
-
-class RolloutEngine(Protocol):
-    def generate(self, prompt_ids: list[list[int]], counts: list[int], params: SamplingParams) -> Rollouts:
-        """Draw ``counts[j]`` independent samples for prompt j (grouped, prompt order kept)."""
-
-    def sync_weights(self) -> None:
-        """Make the engine sample from the trainer's current weights (no-op when they share them)."""
+from dars.rollout import Rollouts, SamplingParams
 
 
 class HFGenerateEngine:
@@ -122,12 +76,3 @@ class HFGenerateEngine:
             out.response_ids.append(ids[:length])
             out.logprobs.append(lps[:length])
             out.truncated.append(eos not in ids[:length])
-
-
-def encode_prompt(tokenizer, text: str) -> list[int]:
-    """Token ids for a prompt, with BOS when the tokenizer has one and did not add it itself."""
-    ids = tokenizer(text, add_special_tokens=True).input_ids
-    bos = tokenizer.bos_token_id
-    if bos is not None and (not ids or ids[0] != bos):
-        ids = [bos] + ids
-    return ids
