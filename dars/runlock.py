@@ -9,7 +9,7 @@ the lock when its process dies, however it dies: SIGKILL, out of memory, node lo
 - a second start of the same run finds the lock taken, names the holder (pid, host, Slurm job,
   start time, read from the lock file) and exits without touching the directory;
 - a lock left by a dead process is simply free again: there is nothing stale to clean up;
-- a reader (``python -m dars.slurm status``, ``analysis``) that finds ``status.json`` saying
+- a reader (``python -m dars.sweep_status``, ``analysis``) that finds ``status.json`` saying
   ``running`` while nobody holds the lock reports the run as ``interrupted``.
 
 POSIX locks belong to the process and are released when the process closes *any* descriptor of

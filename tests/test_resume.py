@@ -85,7 +85,7 @@ def test_kills_at_every_kind_of_instant_then_resume_equal_an_uninterrupted_run(r
 
     # a killed run is not reported as running: the status command ends at once
     st = subprocess.run(
-        [sys.executable, "-m", "dars.slurm", "status", str(run.parent), "--watch", "1"],
+        [sys.executable, "-m", "dars.sweep_status", str(run.parent), "--watch", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,

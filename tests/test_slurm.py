@@ -1,5 +1,6 @@
 """Slurm: the launcher configs against a REAL single-node cluster (slurm/test_cluster.sh), the sweep
-status table (dars.slurm) and the multi-node Ray plumbing (dry run).
+status table on it (dars.sweep_status; its cluster-free tests are in test_sweep_status.py) and the
+multi-node Ray plumbing (dry run).
 
 The cluster tests need root and Debian's apt (or Slurm already installed); otherwise they skip.
 A cluster that was already up is reused and left running; one started here is stopped at the end.
@@ -62,14 +63,14 @@ def slurm_cluster():
 
 def _status(sweep: Path) -> tuple[int, list[dict], str]:
     js = subprocess.run(
-        [sys.executable, "-m", "dars.slurm", "status", str(sweep), "--json"],
+        [sys.executable, "-m", "dars.sweep_status", str(sweep), "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
     table = subprocess.run(
-        [sys.executable, "-m", "dars.slurm", "status", str(sweep)], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "dars.sweep_status", str(sweep)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     return js.returncode, [json.loads(ln) for ln in js.stdout.splitlines() if ln.strip()], table.stdout
 
@@ -179,7 +180,7 @@ def test_requeued_run_resumes_with_intact_metrics(slurm_cluster, tmp_path, cache
             time.sleep(0.2)
         assert latest is not None, "no checkpoint appeared"
         job_id = next(d.name for d in (sweep / ".submitit").iterdir() if d.name[0].isdigit())
-        from dars.slurm import collect
+        from dars.sweep_status import collect
 
         live = collect(sweep)  # the status table works during the sweep
         for _ in range(50):  # sacct may trail the job's start by a moment
@@ -215,15 +216,6 @@ def test_requeued_run_resumes_with_intact_metrics(slurm_cluster, tmp_path, cache
 
 
 # --- no cluster needed ------------------------------------------------------------------------------------
-
-
-def test_status_of_missing_and_empty_sweeps(tmp_path):
-    from dars.slurm import collect, exit_code, format_table, main
-
-    assert main(["status", str(tmp_path / "nope")]) == 2
-    jobs = collect(tmp_path, use_sacct=False)
-    assert jobs == [] and exit_code(jobs) == 3
-    assert "sweep" in format_table(jobs, tmp_path)
 
 
 def test_launcher_configs_compose():

@@ -351,7 +351,7 @@ class DarsRayTrainer(RayPPOTrainer):
                     log.info("step %d: every group was all-correct or all-wrong; batch skipped", self.global_steps + 1)
                     continue
                 self.runlog.log_step(record)
-                self.runlog.set_status("running", step=self.global_steps)  # for `python -m dars.slurm status`
+                self.runlog.set_status("running", step=self.global_steps)  # for `python -m dars.sweep_status`
                 last = self.global_steps >= total
                 if cfg.trainer.test_freq > 0 and (last or self.global_steps % cfg.trainer.test_freq == 0):
                     verl_metrics.update(self._validate())

@@ -1,8 +1,8 @@
 """Status of a sweep run through a submitit launcher (Slurm or submitit_local).
 
-    python -m dars.slurm status outputs/sweeps/tiny            # table + failures with their stderr tail
-    python -m dars.slurm status outputs/sweeps/tiny --json     # one JSON object per run
-    python -m dars.slurm status outputs/sweeps/tiny --watch 30 # refresh every 30 s until nothing is left to run
+    python -m dars.sweep_status outputs/sweeps/tiny            # table + failures with their stderr tail
+    python -m dars.sweep_status outputs/sweeps/tiny --json     # one JSON object per run
+    python -m dars.sweep_status outputs/sweeps/tiny --watch 30 # refresh every 30 s until nothing is left to run
 
 Works during and after a sweep. It reads submitit's job folders ``<sweep_dir>/.submitit/<job_id>/``
 (submission pickle = which overrides, logs, result pickle), each run directory's ``status.json``,
@@ -27,7 +27,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 from dars.runlock import observed_state
+from dars.runlog import read_jsonl
 
 STATES = ("completed", "failed", "interrupted", "requeued", "running", "pending", "cancelled", "timeout", "unknown")
 _TS = re.compile(r"submitit \w+ \((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+\) - (.*)")
@@ -68,18 +71,13 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _last_json_line(path: Path) -> dict:
+def _last_record(path: Path) -> dict:
+    """The last complete record of a JSONL file ({} when none); a running job's half-written last line is not one."""
     try:
-        with open(path, "rb") as f:
-            lines = [ln for ln in f.read().splitlines() if ln.strip()]
-    except OSError:
+        records = read_jsonl(path)
+    except (OSError, UnicodeDecodeError):  # unreadable, or garbage bytes where text should be
         return {}
-    for ln in reversed(lines):
-        try:
-            return json.loads(ln)
-        except ValueError:
-            continue  # a half-written last line of a running job
-    return {}
+    return records[-1] if records else {}
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -93,20 +91,24 @@ def _tail(path: Path, n: int = 15) -> str:
     return "\n".join(lines[-n:])
 
 
-def _hydra_job(run_dir: Path) -> dict:
-    """job.id / job.num from the run's .hydra/hydra.yaml (text scan: no OmegaConf needed)."""
-    out = {}
+def _hydra_job(run_dir: Path) -> tuple[str, int | None]:
+    """(job id, job number) from the run's .hydra/hydra.yaml (``hydra.job.id`` / ``hydra.job.num``);
+    ("", None) when the file is missing, unreadable or cut off (a job that is just starting): the run is
+    then listed on its own, without the overrides of the job that started it."""
     try:
-        text = (run_dir / ".hydra" / "hydra.yaml").read_text()
-    except OSError:
-        return out
-    m = re.search(r"\n  job:\n((?:    .*\n)+)", text)
-    if m:
-        for key in ("id", "num"):
-            km = re.search(rf"^    {key}: '?([^'\n]*)'?$", m.group(1), re.M)
-            if km:
-                out[key] = km.group(1)
-    return out
+        # BaseLoader: every value a string, as written (YAML 1.1 types would read an unquoted 123_0 as 1230)
+        doc = yaml.load((run_dir / ".hydra" / "hydra.yaml").read_text(), Loader=yaml.BaseLoader)
+    except (OSError, yaml.YAMLError):
+        return "", None
+    hydra = doc.get("hydra") if isinstance(doc, dict) else None
+    job = hydra.get("job") if isinstance(hydra, dict) else None
+    if not isinstance(job, dict):  # cut off before (or inside) its job: section
+        return "", None
+    job_id, num = job.get("id"), job.get("num")
+    return (
+        job_id if isinstance(job_id, str) else "",
+        int(num) if isinstance(num, str) and num.isdigit() else None,  # "???" outside a multirun
+    )
 
 
 def _load_submission(pkl: Path):
@@ -211,11 +213,10 @@ def collect(sweep_dir: str | Path, use_sacct: bool = True) -> list[JobInfo]:
     for rd in run_dirs:
         if not ((rd / ".hydra").is_dir() or (rd / "status.json").exists()):
             continue
-        hj = _hydra_job(rd)
-        num = int(hj["num"]) if hj.get("num", "").isdigit() else None
-        ji = jobs.get(hj.get("id", "")) or (by_num.get(num) if not hj.get("id") else None)
+        job_id, num = _hydra_job(rd)
+        ji = jobs.get(job_id) or (by_num.get(num) if not job_id else None)
         if ji is None or ji.run_dir:  # started by another launcher, or the job is unknown here
-            ji = JobInfo(num=num, job_id=hj.get("id", ""))
+            ji = JobInfo(num=num, job_id=job_id)
             jobs[f"dir:{rd.name}"] = ji
         ji.run_dir, ji.run_name = str(rd), rd.name
 
@@ -274,10 +275,10 @@ def _fill(ji: JobInfo, acct: dict | None, now: float, local: bool = False) -> No
     if ji.run_dir:
         ji.step = status.get("step")
         ji.total_steps = status.get("total_steps")
-        last = _last_json_line(Path(ji.run_dir) / "metrics.jsonl")
+        last = _last_record(Path(ji.run_dir) / "metrics.jsonl")
         if last.get("step") is not None and (ji.step is None or last["step"] > ji.step):
             ji.step = last["step"]
-        summ = _last_json_line(Path(ji.run_dir) / "eval" / "summary.jsonl")
+        summ = _last_record(Path(ji.run_dir) / "eval" / "summary.jsonl")
         if summ:
             k = summ.get("n_val")
             for key in (f"val/all/avg@{k}", "val/all/pass@1", f"val/all/pass@{k}"):
@@ -401,16 +402,14 @@ def exit_code(jobs: list[JobInfo]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dars.slurm", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("status", help="table of the runs of a sweep")
-    s.add_argument("sweep_dir")
-    s.add_argument("--json", action="store_true", help="one JSON object per run instead of the table")
-    s.add_argument("--no-sacct", action="store_true", help="do not call sacct (files only)")
-    s.add_argument("--watch", type=float, default=0, metavar="SEC", help="refresh every SEC seconds until done")
+    p = argparse.ArgumentParser(prog="python -m dars.sweep_status", description=__doc__.split("\n\n")[0])
+    p.add_argument("sweep_dir", help="the sweep directory (hydra.sweep.dir), e.g. outputs/sweeps/tiny")
+    p.add_argument("--json", action="store_true", help="one JSON object per run instead of the table")
+    p.add_argument("--no-sacct", action="store_true", help="do not call sacct (files only)")
+    p.add_argument("--watch", type=float, default=0, metavar="SEC", help="refresh every SEC seconds until done")
     a = p.parse_args(argv)
     if not Path(a.sweep_dir).is_dir():
-        print(f"dars.slurm: no such sweep directory: {a.sweep_dir}", file=sys.stderr)
+        print(f"dars.sweep_status: no such sweep directory: {a.sweep_dir}", file=sys.stderr)
         return 2
     while True:
         jobs = collect(a.sweep_dir, use_sacct=not a.no_sacct)
