@@ -5,8 +5,9 @@
     merge     extras join their prompt's group (same group id); p recomputed over the merged group
     filter    drop groups that are all-wrong or all-right (0 < p < upper_threshold), no refill
     advantage A_i = r_i - mean(group)   [optionally / (std + eps)], broadcast over the response
-    loss      clipped PPO per token, aggregated with the DARS constant normaliser
-              sum_t loss_t / max_response_length, averaged over sequences; minus entropy bonus
+    loss      clipped PPO per token, aggregated with Dr. GRPO's constant normaliser
+              (seq-mean-token-sum-norm): sum_t loss_t / max_response_length, averaged over
+              sequences; minus entropy bonus
 
 Everything here is a pure function of arrays/tensors, so the embedded loop and the verl trainer
 share one implementation. Schedules live in :mod:`dars.schedules`.
@@ -14,12 +15,15 @@ share one implementation. Schedules live in :mod:`dars.schedules`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from dars.schedules import extra_rollouts_batch
+
+log = logging.getLogger("dars")
 
 # ---------------------------------------------------------------- stage 2 planning and merging
 
@@ -97,7 +101,25 @@ def group_advantages(group: np.ndarray, rewards: np.ndarray, use_std: bool = Fal
 
 # ---------------------------------------------------------------- policy loss
 
-LOSS_AGG_MODES = ("dars", "token-mean", "seq-mean-token-mean")
+# verl 0.9.1's names (verl.trainer.ppo.core_algos.agg_loss), for the same aggregations
+LOSS_AGG_MODES = ("seq-mean-token-sum-norm", "token-mean", "seq-mean-token-mean")
+# older spellings still accepted (configs in the wild use them), each with a one-time warning
+LOSS_AGG_ALIASES = {"dars": "seq-mean-token-sum-norm"}
+_ALIASES_WARNED: set[str] = set()
+
+
+def resolve_loss_agg_mode(mode: str) -> str:
+    """The loss_agg_mode ``mode`` names: itself, or the mode an old alias stands for (warned once
+    per process and alias). Unknown names pass through for the caller to reject."""
+    if mode not in LOSS_AGG_ALIASES:
+        return mode
+    new = LOSS_AGG_ALIASES[mode]
+    if mode not in _ALIASES_WARNED:
+        _ALIASES_WARNED.add(mode)
+        log.warning(
+            "algorithm.loss_agg_mode=%s is the old name of %s (the same loss); set loss_agg_mode=%s", mode, new, new
+        )
+    return new
 
 
 def token_weights(lengths: np.ndarray, mode: str, max_response_length: int) -> np.ndarray:
@@ -105,13 +127,17 @@ def token_weights(lengths: np.ndarray, mode: str, max_response_length: int) -> n
     step's batch. Computing weights for the whole batch up front makes gradient accumulation over
     micro-batches exact: each micro-batch just adds its own weighted sum.
 
-    dars                 sum_t / L_max, mean over sequences  -> w_i = 1 / (N * L_max)
-    token-mean           mean over every token of the batch  -> w_i = 1 / sum_j len_j
-    seq-mean-token-mean  mean over sequences of token means  -> w_i = 1 / (N * len_i)
+    seq-mean-token-sum-norm  sum_t / L_max, mean over sequences  -> w_i = 1 / (N * L_max)
+    token-mean               mean over every token of the batch  -> w_i = 1 / sum_j len_j
+    seq-mean-token-mean      mean over sequences of token means  -> w_i = 1 / (N * len_i)
+
+    The first is Dr. GRPO's constant normaliser (docs/algorithm.md §5.3); ``mode`` may also be
+    an alias of :data:`LOSS_AGG_ALIASES`.
     """
+    mode = resolve_loss_agg_mode(mode)
     lengths = np.asarray(lengths, dtype=np.float64)
     n = len(lengths)
-    if mode == "dars":
+    if mode == "seq-mean-token-sum-norm":
         return np.full(n, 1.0 / (n * max_response_length))
     if mode == "token-mean":
         return np.full(n, 1.0 / max(lengths.sum(), 1.0))

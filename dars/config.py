@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from dars.algorithm import LOSS_AGG_MODES
+from dars.algorithm import LOSS_AGG_ALIASES, LOSS_AGG_MODES
 from dars.config_schema import _KIND_TEXT, SCHEMA, Field  # SCHEMA, Field: dars.config names too
 from dars.schedules import SCHEDULES, config_problem
 
@@ -208,7 +208,7 @@ def validate(cfg: DictConfig) -> None:
     problem = config_problem(a.schedule, r.n, a.n_max)  # the schedule's own rule, kept next to it
     _need(problem is None, problem or "")
     _need(
-        a.loss_agg_mode in LOSS_AGG_MODES,
+        a.loss_agg_mode in LOSS_AGG_MODES or a.loss_agg_mode in LOSS_AGG_ALIASES,  # an alias: warned at use
         f"algorithm.loss_agg_mode={a.loss_agg_mode!r} is unknown; choose one of {list(LOSS_AGG_MODES)}",
     )
 

@@ -98,8 +98,8 @@ SCHEMA: dict[str, Field] = {
     "algorithm.clip_ratio_high": _f(0, eg="0.2"),
     "algorithm.entropy_coeff": _f(0, eg="0.001"),
     "algorithm.kl_coef": _f(0, eg="0.0"),
-    "algorithm.loss_agg_mode": _s(eg="dars"),
-    # rollout (dars/rollout.py)
+    "algorithm.loss_agg_mode": _s(eg="seq-mean-token-sum-norm"),
+    # rollout (dars/rollout/)
     "rollout.n": _i(1, eg="8"),
     "rollout.temperature": _f(0, gt=True, eg="1.0"),
     "rollout.top_p": _f(0, 1, gt=True, eg="1.0"),

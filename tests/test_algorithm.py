@@ -50,17 +50,33 @@ def test_filter_groups_and_saved_fraction():
 
 def test_token_weights_per_mode():
     lengths = np.array([2, 4])
-    # dars: sum_t / L_max, mean over sequences -> 1 / (N * L_max)
-    np.testing.assert_allclose(algo.token_weights(lengths, "dars", 10), [1 / 20, 1 / 20])
+    # seq-mean-token-sum-norm: sum_t / L_max, mean over sequences -> 1 / (N * L_max)
+    np.testing.assert_allclose(algo.token_weights(lengths, "seq-mean-token-sum-norm", 10), [1 / 20, 1 / 20])
     np.testing.assert_allclose(algo.token_weights(lengths, "token-mean", 10), [1 / 6, 1 / 6])
     np.testing.assert_allclose(algo.token_weights(lengths, "seq-mean-token-mean", 10), [1 / 4, 1 / 8])
     with pytest.raises(ValueError, match="loss_agg_mode"):
         algo.token_weights(lengths, "nope", 10)
 
 
-def _loss(logp, old, adv, mask, mode="dars", L=4, **kw):
+def _loss(logp, old, adv, mask, mode="seq-mean-token-sum-norm", L=4, **kw):
     w = algo.token_weights(mask.sum(-1).numpy(), mode, L)
     return algo.ppo_loss(logp, old, adv, mask, torch.tensor(w, dtype=logp.dtype), 0.2, 0.2, **kw)
+
+
+def test_old_loss_agg_name_dars_is_the_same_loss_warned_once(caplog, monkeypatch):
+    """``loss_agg_mode: dars`` (configs in the wild) is seq-mean-token-sum-norm under its old name."""
+    monkeypatch.setattr(algo, "_ALIASES_WARNED", set())
+    torch.manual_seed(0)
+    logp, old = torch.randn(3, 5), torch.randn(3, 5)
+    mask = torch.tensor([[1.0] * 5, [1.0] * 2 + [0.0] * 3, [1.0] * 4 + [0.0]])
+    adv = torch.tensor([0.5, -1.0, 0.25])
+    with caplog.at_level("WARNING", logger="dars"):
+        old_name = _loss(logp, old, adv, mask, mode="dars", L=8).loss
+        _loss(logp, old, adv, mask, mode="dars", L=8)
+    new_name = _loss(logp, old, adv, mask, mode="seq-mean-token-sum-norm", L=8).loss
+    assert old_name.item() == new_name.item()
+    warned = [r.getMessage() for r in caplog.records if "loss_agg_mode=dars" in r.getMessage()]
+    assert len(warned) == 1 and "seq-mean-token-sum-norm" in warned[0]
 
 
 def test_ppo_clip_hand_computed():

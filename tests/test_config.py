@@ -161,6 +161,13 @@ def test_validate_raises_config_error_directly():
         validate(cfg)
 
 
+def test_loss_agg_mode_old_name_dars_is_still_accepted():
+    """Configs in the wild say ``loss_agg_mode: dars``: it validates (dars.algorithm maps it to
+    seq-mean-token-sum-norm, with a one-time warning; tests/test_algorithm.py)."""
+    assert compose_config([]).algorithm.loss_agg_mode == "seq-mean-token-sum-norm"
+    validate(compose_config(["algorithm.loss_agg_mode=dars"]))
+
+
 def test_paper_grid_sweep_file_composes():
     import subprocess
     import sys

@@ -120,6 +120,22 @@ def test_paper_grid_numbers():
     assert ov["trainer.total_training_steps"] == "86" and ov["actor_rollout_ref.rollout.val_kwargs.n"] == "128"
 
 
+def test_old_loss_agg_name_dars_translates_like_its_mode():
+    """``loss_agg_mode: dars`` (configs in the wild) gives verl the same loss as its new name."""
+
+    def overrides(mode: str) -> list[str]:
+        cfg = compose_config(["backend=verl", "model.path=/m", f"algorithm.loss_agg_mode={mode}"])
+        return translate.verl_overrides(
+            cfg, "/runs/x", model_path="/m", train_file="/d/t.parquet", val_file="/d/v.parquet", use_template=True
+        )
+
+    def loss(ov: list[str]) -> list[str]:  # (the run names differ: they carry the override)
+        return [o for o in ov if o.startswith("actor_rollout_ref.actor.loss_")]
+
+    new, old = overrides("seq-mean-token-sum-norm"), overrides("dars")
+    assert loss(old) == loss(new) and "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm" in old
+
+
 def test_mini_batch_with_stage2_is_refused_with_the_fix(tmp_path, cache_dir):
     proc = run_dars(
         [*FAST, "backend=verl", "experiment=dars_et", "update=mini_batch"], tmp_path, cache_dir, check=False

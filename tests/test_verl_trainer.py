@@ -381,8 +381,8 @@ def test_analysis_reads_a_verl_run_like_an_embedded_one(verl_run):
     assert sorted(runs[0].eval_files) == [0, 2, 3]
 
 
-def test_verl_loss_mode_is_the_dars_normaliser_with_padding_rows():
-    """loss_agg_mode=dars translates to verl's seq-mean-token-sum-norm with loss_scale_factor=L_max
+def test_verl_loss_mode_is_the_same_normaliser_with_padding_rows():
+    """loss_agg_mode=seq-mean-token-sum-norm is verl's mode of that name with loss_scale_factor=L_max
     and global_batch_size = real rows: the same number as dars.algorithm's weights, padding ignored."""
     from verl.trainer.ppo.core_algos import agg_loss
 
@@ -396,7 +396,7 @@ def test_verl_loss_mode_is_the_dars_normaliser_with_padding_rows():
     for i, n_tok in enumerate(lengths):
         mask[i, :n_tok] = 1.0  # padding rows keep an all-zero mask
     verl_value = agg_loss(loss, mask, "seq-mean-token-sum-norm", global_batch_size=real, loss_scale_factor=L)
-    w = torch.as_tensor(token_weights(lengths.numpy(), "dars", L), dtype=torch.float32)
+    w = torch.as_tensor(token_weights(lengths.numpy(), "seq-mean-token-sum-norm", L), dtype=torch.float32)
     dars_value = ((loss[:real] * mask[:real]).sum(-1) * w).sum()
     torch.testing.assert_close(verl_value, dars_value)
 

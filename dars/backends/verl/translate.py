@@ -14,13 +14,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dars.algorithm import resolve_loss_agg_mode
 from dars.data.parquet import NO_TEMPLATE_CHAT_TEMPLATE
 
 VERL_MAIN = "dars.backends.verl.trainer"  # run as its own process (python -m)
-
-# dars loss aggregation -> verl actor.loss_agg_mode. "dars" (sum_t / L_max, mean over sequences) is
-# verl's seq-mean-token-sum-norm with loss_scale_factor = max_response_length.
-LOSS_AGG = {"dars": "seq-mean-token-sum-norm", "token-mean": "token-mean", "seq-mean-token-mean": "seq-mean-token-mean"}
 
 
 def _value(v) -> str:
@@ -46,6 +43,7 @@ def verl_overrides(
 ) -> list[str]:
     """The verl command line (Hydra overrides of conf/dars_ppo.yaml) for this run's config."""
     a, t, r, e, b = cfg.algorithm, cfg.train, cfg.rollout, cfg.eval, cfg.backend
+    loss_agg_mode = resolve_loss_agg_mode(a.loss_agg_mode)  # an old alias (dars) -> its mode
     run_dir = Path(run_dir).resolve()
     full_batch = t.update_mode == "full_batch"
     loggers = ["console"] + (["wandb"] if cfg.logger.wandb.enabled else [])
@@ -83,8 +81,11 @@ def verl_overrides(
         "actor_rollout_ref.actor.use_kl_loss": a.kl_coef > 0,
         "actor_rollout_ref.actor.kl_loss_coef": float(a.kl_coef),
         "actor_rollout_ref.actor.kl_loss_type": "low_var_kl",  # k3, as the embedded backend
-        "actor_rollout_ref.actor.loss_agg_mode": LOSS_AGG[a.loss_agg_mode],
-        "actor_rollout_ref.actor.loss_scale_factor": r.max_response_length if a.loss_agg_mode == "dars" else None,
+        # dars' loss_agg_mode names are verl's; seq-mean-token-sum-norm's constant is L = max_response_length
+        "actor_rollout_ref.actor.loss_agg_mode": loss_agg_mode,
+        "actor_rollout_ref.actor.loss_scale_factor": (
+            r.max_response_length if loss_agg_mode == "seq-mean-token-sum-norm" else None
+        ),
         # --- rollout (vLLM); stage 2 uses the same sampling parameters
         "actor_rollout_ref.rollout.name": b.rollout_engine,
         "actor_rollout_ref.rollout.n": r.n,
