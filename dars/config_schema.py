@@ -113,7 +113,7 @@ SCHEMA: dict[str, Field] = {
     "eval.top_p": _f(0, 1, gt=True, eg="1.0"),
     "eval.save_responses": _b(),
     "eval.max_k": _i(1, null="n_val", need=False, eg="8"),
-    # reward (dars/rewards.py)
+    # reward (dars/rewards/)
     "reward.version": _s(eg="math_verify"),
     "reward.num_workers": _i(0, null="sized to the machine", eg="0"),
     "reward.timeout_s": _f(0, gt=True, eg="5.0"),
