@@ -121,6 +121,7 @@ SCHEMA: dict[str, Field] = {
     "model.path": _s(null="the tiny model", eg="/path/to/checkpoint"),
     "model.device": _s(eg="auto"),
     "model.dtype": _s(eg="auto"),
+    "model.gradient_checkpointing": _b(),
     **{
         f"model.build.{k}": _i(1, when="tiny", eg="128")
         for k in (

@@ -125,7 +125,11 @@ class EmbeddedTrainer:
         self.stream = PromptStream(train, cfg.train.batch_size, cfg.data.shuffle, cfg.seed)
 
         self.model.to(self.device)
-        self.model.config.use_cache = True
+        self.model.config.use_cache = True  # sampling reuses keys/values; the update passes use_cache=False
+        if cfg.model.gradient_checkpointing:
+            # only in train mode, i.e. the update's forward passes; non-reentrant: no warnings about
+            # inputs without grad, and the same gradients as without it (tests/test_gradient_checkpointing.py)
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
             "policy: %s (%.2fM parameters) on %s, compute %s", self.source, n_params / 1e6, self.device, self.amp_dtype
