@@ -80,6 +80,8 @@ def _applies(when: str | None, cfg: DictConfig) -> bool:
         return cfg.data.get("name") == when
     if when == "verl":
         return cfg.backend.get("name") == "verl"
+    if when == "vllm":
+        return cfg.rollout.get("engine") == "vllm"
     return not cfg.model.get("path")  # tiny: the built model
 
 
@@ -169,6 +171,7 @@ _WHEN_TEXT = {
     "synthetic": "data=synthetic",
     "parquet": "data=parquet",
     "verl": "backend=verl",
+    "vllm": "rollout=vllm",
     "tiny": "the tiny model, model.path=null",
 }
 
@@ -239,6 +242,16 @@ def validate(cfg: DictConfig) -> None:
             f"eval.max_k={e.max_k} needs at least that many samples per problem, but eval.n_val={e.n_val}; "
             f"raise eval.n_val or lower eval.max_k",
         )
+    _need(r.engine in ("hf", "vllm"), f"rollout.engine={r.engine!r} is unknown; use rollout=hf or rollout=vllm")
+    if r.engine == "vllm":
+        from dars.rollout.vllm import INSTALL_HINT, vllm_installed
+
+        _need(
+            cfg.backend.name == "embedded",
+            "rollout=vllm is the embedded backend's engine; backend=verl samples with its own "
+            "backend.rollout_engine (vllm by default): drop rollout=vllm",
+        )
+        _need(vllm_installed(), INSTALL_HINT)
     if cfg.backend.name == "verl":
         _need(
             cfg.backend.rollout_engine in ("vllm", "sglang"),

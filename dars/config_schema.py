@@ -14,7 +14,7 @@ class Field(NamedTuple):
     hi: float | None = None  # upper bound (inclusive)
     gt: bool = False  # lo itself excluded
     null: str | None = None  # null allowed; what it means (said in the range message)
-    when: str | None = None  # required only with: synthetic | parquet | verl | tiny (None: always)
+    when: str | None = None  # required only with: synthetic | parquet | verl | vllm | tiny (None: always)
     need: bool = True  # must be present where it applies (False: read with a default)
     eg: str = ""  # a good value, for the fix in the message
     item: type | None = None  # list element type
@@ -107,6 +107,11 @@ SCHEMA: dict[str, Field] = {
     "rollout.max_prompt_length": _i(1, eg="1024"),
     "rollout.max_response_length": _i(1, eg="3072"),
     "rollout.micro_batch_size": _i(1, eg="512"),
+    "rollout.engine": _s(eg="hf"),
+    "rollout.vllm.gpu_memory_utilization": _f(0, 1, gt=True, when="vllm", eg="0.3"),
+    "rollout.vllm.max_num_seqs": _i(1, when="vllm", eg="256"),
+    "rollout.vllm.dtype": _s(when="vllm", eg="auto"),
+    "rollout.vllm.enable_sleep_mode": _b(when="vllm"),
     # eval (dars/evaluate.py)
     "eval.n_val": _i(1, eg="16"),
     "eval.temperature": _f(0, gt=True, eg="1.0"),

@@ -144,7 +144,7 @@ class EmbeddedTrainer:
         self.updater = PolicyUpdater(
             cfg, self.model, self.optimizer, self.ref_model, self.tok.pad_token_id, self.device, self.autocast
         )
-        self.engine = HFGenerateEngine(self.model, self.tok, self.device, self.autocast, cfg.rollout.micro_batch_size)
+        self.engine = self._rollout_engine()
         from dars.rewards import RewardScorer
 
         self.scorer = RewardScorer(
@@ -208,6 +208,30 @@ class EmbeddedTrainer:
                 self.run_dir / "checkpoints",
                 dropped,
             )
+
+    def _rollout_engine(self):
+        """rollout.engine: HF generate on the training model itself, or a colocated vLLM that the
+        trainer keeps in sync (dars/rollout/vllm.py)."""
+        r = self.cfg.rollout
+        if r.engine == "hf":
+            return HFGenerateEngine(self.model, self.tok, self.device, self.autocast, r.micro_batch_size)
+        from dars.rollout.vllm import VLLMEngine
+
+        model_dir = self.source
+        if not Path(model_dir).is_dir():  # random init: vLLM builds its model from a folder
+            model_dir = str(self.run_dir / "vllm_model")
+            self.model.save_pretrained(model_dir)
+            self.tok.save_pretrained(model_dir)
+        dtype = str(self.amp_dtype).removeprefix("torch.")  # vLLM samples in the compute dtype
+        return VLLMEngine(
+            self.model,
+            model_dir,
+            max_model_len=r.max_prompt_length + r.max_response_length,
+            max_num_seqs=r.vllm.max_num_seqs,
+            gpu_memory_utilization=r.vllm.gpu_memory_utilization,
+            dtype=dtype if r.vllm.dtype == "auto" else r.vllm.dtype,
+            enable_sleep_mode=r.vllm.enable_sleep_mode,
+        )
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
