@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 
-from .parse import _ERROR, _LRU, _MAX_EXTRACTED_CHARS, _MAX_KEY_CHARS, _MISS, _NO_ANSWER, _OK, _ParseReplica
+from .memo import _LRU, _MISS
+from .parse import _ERROR, _MAX_EXTRACTED_CHARS, _MAX_KEY_CHARS, _NO_ANSWER, _OK, _ParseReplica
 
 
 class _Grader(_ParseReplica):

@@ -24,8 +24,9 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import re
-from collections import OrderedDict
 from itertools import groupby
+
+from .memo import _LRU, _MISS
 
 logger = logging.getLogger("dars.rewards")
 
@@ -38,38 +39,6 @@ _REPLICATED_MATH_VERIFY = ("0.9.0",)
 
 _MAX_EXTRACTED_CHARS = 1000  # BatchScores.extracted is cut to this length
 _MAX_KEY_CHARS = 4096  # memo entries whose key is longer than this are not stored (bounded memory)
-
-
-class _LRU:
-    """A bounded least-recently-used mapping (OrderedDict based; not thread-safe)."""
-
-    __slots__ = ("data", "maxsize")
-
-    def __init__(self, maxsize: int):
-        self.maxsize = max(0, int(maxsize))
-        self.data: OrderedDict = OrderedDict()
-
-    def get(self, key, default=None):
-        try:
-            value = self.data[key]
-        except KeyError:
-            return default
-        self.data.move_to_end(key)
-        return value
-
-    def put(self, key, value) -> None:
-        if self.maxsize <= 0:
-            return
-        self.data[key] = value
-        self.data.move_to_end(key)
-        if len(self.data) > self.maxsize:
-            self.data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-
-_MISS = object()
 
 
 def _math_verify_version() -> str:

@@ -33,7 +33,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
 from .grader import _Grader
-from .parse import _ERROR, _LRU, _TIMEOUT
+from .memo import _LRU
+from .parse import _ERROR, _TIMEOUT
 
 logger = logging.getLogger("dars.rewards")
 
