@@ -95,6 +95,18 @@ def test_every_experiment_and_preset_is_a_valid_verl_config(experiment, preset, 
         assert actor.ppo_mini_batch_size == t.ppo_mini_batch_size
     assert v.reward.custom_reward_function.path == "pkg://dars.rewards"
     assert v.reward.custom_reward_function.reward_kwargs.version == cfg.reward.version
+    # streaming rewards off: verl builds our agent-loop manager, and the trainer's batch scorer gets the run's reward
+    from verl.utils.import_utils import load_class_from_fqn
+
+    from dars.backends.verl.reward import BatchRewardAgentLoopManager
+
+    fqn = omega_conf_to_dataclass(v.actor_rollout_ref.rollout).agent.agent_loop_manager_class
+    assert load_class_from_fqn(fqn, "AgentLoopManager") is BatchRewardAgentLoopManager
+    assert OmegaConf.to_container(v.dars.reward) == {
+        "version": cfg.reward.version,
+        "timeout_s": cfg.reward.timeout_s,
+        "num_workers": cfg.reward.num_workers,
+    }
     templ = v.actor_rollout_ref.model.custom_chat_template
     if preset == "llama-3.1-8b" or preset == "tiny":
         assert templ == NO_TEMPLATE_CHAT_TEMPLATE  # raw prompt text, no chat markers

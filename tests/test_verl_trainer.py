@@ -30,6 +30,7 @@ from verl.utils import tensordict_utils as tu
 
 from dars import schedules
 from dars.backends.verl.trainer import PAD_UID, DarsRayTrainer, uid_groups
+from dars.model import build_char_tokenizer
 
 N = 8
 # stage-1 correct answers out of n for each of five prompts: hard ... all-correct
@@ -38,13 +39,16 @@ STAGE1_CORRECT = [0, 1, 3, 4, 8]
 
 # ---------------------------------------------------------------- fakes for the GPU-only parts
 class FakeRolloutManager:
-    """Stands in for verl's AgentLoopManager (vLLM). Output layout as its ``_postprocess``: left-padded
-    prompts, right-padded responses, response_mask, rm_scores on the last response token, the reward's
-    extra keys in non_tensor_batch and ``meta_info["timing"]``. Correctness is scripted per prompt
-    (``extra_info.index``) and per response number, so stage 1 and stage 2 are predictable."""
+    """Stands in for verl's AgentLoopManager (vLLM) as the DARS trainer configures it, without streaming
+    rewards (dars.backends.verl.reward.BatchRewardAgentLoopManager). Output layout as its
+    ``_postprocess``: left-padded prompts, right-padded responses (real token ids of the run's
+    tokenizer), response_mask, the prompts' non-tensor fields passed through, ``meta_info["timing"]``,
+    and no ``rm_scores``: the trainer grades the decoded text with the real dars.rewards.
+    Correctness is scripted per prompt (``extra_info.index``) and per response number: a right
+    response is the gold answer, a wrong one the gold with a digit appended."""
 
-    def __init__(self, correct_fn, response_len=6, prompt_len=4):
-        self.correct_fn = correct_fn
+    def __init__(self, correct_fn, tokenizer, response_len=12, prompt_len=4):
+        self.correct_fn, self.tokenizer = correct_fn, tokenizer
         self.response_len, self.prompt_len = response_len, prompt_len
         self.calls: list[int] = []
         self.seen: dict[str, int] = {}
@@ -54,7 +58,10 @@ class FakeRolloutManager:
         assert not self.asleep, "generate_sequences after sleep_replicas()"
         b = len(gen_batch)
         self.calls.append(b)
-        scores, lengths = [], []
+        lp, lr = self.prompt_len, self.response_len
+        prompts = torch.full((b, lp), 7, dtype=torch.long)
+        responses = torch.zeros((b, lr), dtype=torch.long)
+        response_mask = torch.zeros((b, lr), dtype=torch.long)
         # response k of a prompt: counted across a training step's two stages (same uid), but afresh in
         # every validation (stable problem ids), so a resumed run validates exactly like the original
         seen = {} if gen_batch.meta_info.get("validate") else self.seen
@@ -63,17 +70,13 @@ class FakeRolloutManager:
             k = seen.get(uid, 0)
             seen[uid] = k + 1
             prompt = int(gen_batch.non_tensor_batch["extra_info"][i]["index"])
-            scores.append(float(self.correct_fn(prompt, k)))
-            lengths.append(1 + (prompt + k) % self.response_len)
-        lp, lr = self.prompt_len, self.response_len
-        prompts = torch.full((b, lp), 7, dtype=torch.long)
-        responses = torch.zeros((b, lr), dtype=torch.long)
-        response_mask = torch.zeros((b, lr), dtype=torch.long)
-        rm_scores = torch.zeros((b, lr))
-        for i, n_tok in enumerate(lengths):
-            responses[i, :n_tok] = 5
-            response_mask[i, :n_tok] = 1
-            rm_scores[i, n_tok - 1] = scores[i]
+            gold = str(gen_batch.non_tensor_batch["reward_model"][i]["ground_truth"])
+            text = gold if self.correct_fn(prompt, k) else gold + "1"
+            n_tok = max(len(text), 1 + (prompt + k) % 6)  # lengths vary; left spaces do not change the answer
+            ids = self.tokenizer.encode(text.rjust(n_tok), add_special_tokens=False)
+            assert len(ids) <= lr, "response_len too short for the answers"
+            responses[i, : len(ids)] = torch.tensor(ids)
+            response_mask[i, : len(ids)] = 1
         attention_mask = torch.cat([torch.ones((b, lp), dtype=torch.long), response_mask], dim=1)
         return DataProto.from_dict(
             tensors={
@@ -83,14 +86,9 @@ class FakeRolloutManager:
                 "input_ids": torch.cat([prompts, responses], dim=1),
                 "attention_mask": attention_mask,
                 "position_ids": torch.clamp(attention_mask.cumsum(-1) - 1, min=0),
-                "rm_scores": rm_scores,
             },
-            non_tensors={
-                "acc": np.array(scores),
-                "pred": np.array(["x"] * b, dtype=object),
-                "__num_turns__": np.full(b, 2, dtype=np.int32),
-            },
-            meta_info={"timing": {"agent_loop/generate_sequences/mean": 0.0}, "reward_extra_keys": ["acc", "pred"]},
+            non_tensors={**gen_batch.non_tensor_batch, "__num_turns__": np.full(b, 2, dtype=np.int32)},
+            meta_info={"timing": {"agent_loop/generate_sequences/mean": 0.0}},
         )
 
 
@@ -157,6 +155,7 @@ def bare_trainer(dars_cfg: dict, dp: int = 4, correct_fn=stage1_correct) -> Dars
                 "update_mode": "full_batch",
                 "max_k": None,
                 "save_responses": False,
+                "reward": {"version": "math_verify", "timeout_s": 5.0, "num_workers": 0},
                 **dars_cfg,
             },
             "actor_rollout_ref": {
@@ -172,7 +171,8 @@ def bare_trainer(dars_cfg: dict, dp: int = 4, correct_fn=stage1_correct) -> Dars
             },
         }
     )
-    t.async_rollout_manager = FakeRolloutManager(correct_fn)
+    t.tokenizer = build_char_tokenizer()
+    t.async_rollout_manager = FakeRolloutManager(correct_fn, t.tokenizer)
     t.checkpoint_manager = FakeCheckpointManager(t.async_rollout_manager)
     t.actor_rollout_wg = FakeActorWorkerGroup(dp)
     t.global_steps = 0
@@ -287,7 +287,6 @@ def fit_tiny(run_dir, extra: list[str] = ()):
     from dars.backends import verl as backend
     from dars.backends.verl import translate
     from dars.data.parquet import NO_TEMPLATE_CHAT_TEMPLATE
-    from dars.model import build_char_tokenizer
 
     cfg = compose_config(
         [
@@ -331,7 +330,7 @@ def fit_tiny(run_dir, extra: list[str] = ()):
         collate_fn=collate_fn,
         train_sampler=create_rl_sampler(vcfg.data, train),
     )
-    trainer.async_rollout_manager = FakeRolloutManager(correct)
+    trainer.async_rollout_manager = FakeRolloutManager(correct, tok)
     trainer.checkpoint_manager = FakeCheckpointManager(trainer.async_rollout_manager)
     trainer.actor_rollout_wg = FakeActorWorkerGroup(dp=1)
     trainer.fit()

@@ -5,11 +5,13 @@ Started by :mod:`dars.backends.verl` as its own process::
     python -m dars.backends.verl.trainer <verl overrides ...>      # Hydra app over conf/dars_ppo.yaml
 
 It subclasses verl's ``RayPPOTrainer`` (the synchronous "v0" trainer, docs/verl.md §1.1) without
-forking verl: workers, vLLM rollout, FSDP update, checkpoints and the reward loop are verl's own. What
-is DARS here is small and comes from the same code as the embedded backend:
+forking verl: workers, vLLM rollout, FSDP update and checkpoints are verl's own; rewards are scored
+per batch instead of per response (dars.backends.verl.reward). What is DARS here is small and comes
+from the same code as the embedded backend:
 
     dars_rollout()     stage 1 (n per prompt) -> p_hat -> stage 2 (dars.schedules) from the same
-                       snapshot -> merge by uid -> group filter (dars.algorithm.filter_groups)
+                       snapshot -> merge by uid -> group filter (dars.algorithm.filter_groups); each
+                       stage's rows scored in one batch call (dars.backends.verl.reward)
     pad_for_update()   rows that carry zero loss so the batch divides the data-parallel size
     set_advantages()   dars.algorithm.group_advantages over the merged, unequal groups
     _update_actor()    full-batch mode: one mini-batch = the whole (variable) batch, ppo_epochs times
@@ -43,6 +45,7 @@ from verl.workers.utils.padding import left_right_2_no_padding
 
 from dars import algorithm as algo
 from dars import step
+from dars.backends.verl.reward import BatchReward
 from dars.evaluate import summarize
 from dars.metrics import entropy_means
 from dars.runlog import RunLog, read_jsonl
@@ -59,7 +62,7 @@ def uid_groups(uids: np.ndarray, order: list[str]) -> np.ndarray:
 
 
 def sequence_scores(batch: DataProto) -> np.ndarray:
-    """0/1 outcome per row: verl's reward loop puts the score on the last response token."""
+    """0/1 outcome per row: the reward sits on the last response token (verl's layout, BatchReward)."""
     return batch.batch["rm_scores"].sum(-1).double().cpu().numpy()
 
 
@@ -68,6 +71,14 @@ class DarsRayTrainer(RayPPOTrainer):
     directory; everything else is verl's own config, translated by :mod:`dars.backends.verl.translate`."""
 
     # ------------------------------------------------------------------ rollout
+    @property
+    def reward(self) -> BatchReward:
+        """The run's batch scorer (its worker pool lives as long as the trainer)."""
+        if getattr(self, "_reward", None) is None:
+            r = self.config.dars.reward
+            self._reward = BatchReward(self.tokenizer, r.version, r.timeout_s, r.num_workers)
+        return self._reward
+
     def _generate(self, gen_batch: DataProto) -> DataProto:
         """One ``generate_sequences`` call, padded to the agent-loop worker count (verl chunks the
         batch evenly over its workers) and unpadded again."""
@@ -97,8 +108,8 @@ class DarsRayTrainer(RayPPOTrainer):
             return batch.sample_level_repeat(counts).union(self._generate(gen_batch.sample_level_repeat(counts)))
 
         def score(rows: DataProto) -> tuple[np.ndarray, np.ndarray]:
-            # (verl's reward loop graded each response during generation; this reads its scores)
-            return uid_groups(rows.non_tensor_batch["uid"], prompt_uids), sequence_scores(rows)
+            # one batch call per stage (dars.backends.verl.reward); writes rm_scores into the rows
+            return uid_groups(rows.non_tensor_batch["uid"], prompt_uids), self.reward(rows)
 
         two = step.two_stage_rollout(sample, score, len(prompt_uids), n, d)
         # every generation of the step is done: free the rollout engine's memory for training
@@ -266,8 +277,8 @@ class DarsRayTrainer(RayPPOTrainer):
                 "validate": True,
                 "global_steps": self.global_steps,
             }
-            out = self._generate(gen_batch)
-            scores = sequence_scores(out).astype(int)
+            out = batch.union(self._generate(gen_batch))  # the rows with their gold answers
+            scores = self.reward(out).astype(int)
             lengths = compute_response_mask(out).sum(-1).tolist()
             preds = out.non_tensor_batch.get("pred")
             texts = None

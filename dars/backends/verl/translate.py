@@ -105,10 +105,12 @@ def verl_overrides(
         "algorithm.adv_estimator": "grpo",
         "algorithm.norm_adv_by_std_in_grpo": bool(a.use_std),
         "algorithm.use_kl_in_reward": False,
-        # --- reward: dars.rewards.compute_score (math-verify in worker processes)
+        # --- reward: the DARS trainer scores each generation call's rows in one batch (BatchReward,
+        # dars/backends/verl/reward.py); compute_score stays verl's custom function for one-item callers
         "reward.custom_reward_function.path": "pkg://dars.rewards",
         "reward.custom_reward_function.name": "compute_score",
         "+reward.custom_reward_function.reward_kwargs": reward_kwargs,
+        "reward.num_workers": 1,  # verl's reward-loop actors sit idle (no streaming rewards): start one
         # --- trainer
         "trainer.use_v1": False,
         "trainer.project_name": cfg.logger.wandb.project,
@@ -135,6 +137,9 @@ def verl_overrides(
         "dars.update_mode": t.update_mode,
         "dars.max_k": e.get("max_k"),
         "dars.save_responses": bool(e.save_responses),
+        "dars.reward.version": cfg.reward.version,
+        "dars.reward.timeout_s": float(cfg.reward.timeout_s),
+        "dars.reward.num_workers": cfg.reward.num_workers,
         # --- the inner Hydra app keeps its files out of the way and the working directory as is
         "hydra.run.dir": str(run_dir / "verl" / "hydra"),
         "hydra.job.chdir": False,

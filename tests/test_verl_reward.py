@@ -1,0 +1,135 @@
+"""Batched rewards on the verl path (issue #13, item 4): the DARS trainer scores each generation call's
+rows in one ``RewardScorer.score`` call instead of verl's one-response-at-a-time reward loop.
+
+Real parts: verl's ``DataProto``, verl's own ``NaiveRewardManager`` (the per-response path it
+replaces) calling ``dars.rewards.compute_score``, real math-verify, the char tokenizer of the tiny
+model. The agent loop itself needs Ray and vLLM, so its manager is only constructed, not started.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import require_verl
+
+require_verl()
+
+from omegaconf import OmegaConf
+from verl import DataProto
+
+from dars.backends.verl.reward import BatchReward, BatchRewardAgentLoopManager, response_texts
+from dars.model import build_char_tokenizer
+from dars.rewards import compute_score
+
+# (response, gold): right in several spellings, wrong, no answer, truncated, empty, a special token
+CASES = [
+    ("so the answer is \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("thus $x = 0.5$", "\\frac{1}{2}"),
+    ("\\boxed{3}", "4"),
+    ("I do not know", "7"),
+    ("the sum is \\boxed{12", "12"),
+    ("", "3"),
+    ("\\boxed{-17}", "-17"),
+    ("first 5, then 6, finally 42", "42"),
+]
+
+
+def verl_rows(tok, cases, response_len=48, prompt_len=3) -> DataProto:
+    """Rows in verl's generation layout: left-padded prompts, right-padded responses."""
+    b = len(cases)
+    responses = torch.full((b, response_len), tok.pad_token_id, dtype=torch.long)
+    for i, (text, _) in enumerate(cases):
+        ids = tok.encode(text, add_special_tokens=False)
+        if i == 1:
+            ids = ids + [tok.eos_token_id]  # a special token inside the valid span is skipped when decoding
+        responses[i, : len(ids)] = torch.tensor(ids)
+    valid = (
+        torch.arange(response_len)[None, :]
+        < torch.tensor([len(tok.encode(t, add_special_tokens=False)) + (i == 1) for i, (t, _) in enumerate(cases)])[
+            :, None
+        ]
+    ).long()
+    prompts = torch.full((b, prompt_len), 7, dtype=torch.long)
+    attention_mask = torch.cat([torch.ones((b, prompt_len), dtype=torch.long), valid], dim=1)
+    return DataProto.from_dict(
+        tensors={
+            "prompts": prompts,
+            "responses": responses,
+            "response_mask": valid,
+            "input_ids": torch.cat([prompts, responses], dim=1),
+            "attention_mask": attention_mask,
+        },
+        non_tensors={
+            "data_source": np.array(["synthetic"] * b, dtype=object),
+            "reward_model": np.array([{"ground_truth": g, "style": "rule"} for _, g in cases], dtype=object),
+            "extra_info": np.array([{"index": i} for i in range(b)], dtype=object),
+        },
+    )
+
+
+def test_batch_reward_equals_verls_own_per_response_reward_manager():
+    """The same rows through verl's NaiveRewardManager + compute_score (what verl would do) and
+    through BatchReward: the same scores on the same token, the same acc and pred."""
+    from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
+
+    tok = build_char_tokenizer()
+    rows = verl_rows(tok, CASES)
+    manager = NaiveRewardManager(OmegaConf.create({}), tok, lambda **kw: compute_score(**kw, return_dict=True))
+
+    async def one_by_one():
+        return [await manager.run_single(rows[i : i + 1]) for i in range(len(rows))]
+
+    singles = manager.loop.run_until_complete(one_by_one())  # verl's own event loop
+    verl_scores = NaiveRewardManager.assemble_rm_scores(rows, [s["reward_score"] for s in singles])
+
+    reward = BatchReward(tok, "math_verify", timeout_s=5.0, num_workers=1)
+    try:
+        got = reward(rows)
+    finally:
+        reward.close()
+    assert got.tolist() == [s["reward_score"] for s in singles]
+    assert got.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]  # not all one verdict: the test can fail
+    torch.testing.assert_close(rows.batch["rm_scores"], verl_scores)
+    assert rows.non_tensor_batch["acc"].tolist() == [s["reward_extra_info"]["acc"] for s in singles]
+    assert rows.non_tensor_batch["pred"].tolist() == [s["reward_extra_info"]["pred"] for s in singles]
+    assert rows.meta_info["reward_extra_keys"] == ["acc", "pred"]
+
+
+def test_response_texts_decode_only_the_valid_tokens():
+    tok = build_char_tokenizer()
+    rows = verl_rows(tok, CASES)
+    texts = response_texts(rows, tok)
+    assert texts == [t for t, _ in CASES]  # padding and the trailing EOS dropped
+
+
+def test_the_trainer_scores_each_stage_and_a_validation_in_one_call():
+    from test_verl_trainer import bare_trainer, prompt_batch
+
+    t = bare_trainer({})
+    calls = []
+    score = t.reward.scorer.score
+    t.reward.scorer.score = lambda responses, golds: calls.append(len(responses)) or score(responses, golds)
+    merged, m = t.dars_rollout(prompt_batch())
+    assert calls == [40, 36]  # stage 1 (5 prompts x 8), stage 2 (the ET extras), one call each
+    assert m["rollouts/stage1"] == 40 and m["rollouts/stage2"] == 36
+    # the scores the trainer learns from are the graded text: right rows are the gold "1"
+    texts = response_texts(merged, t.tokenizer)
+    assert [float(x.strip() == "1") for x in texts] == merged.batch["rm_scores"].sum(-1).tolist()
+
+
+def test_the_agent_loop_manager_gets_no_reward_workers():
+    """verl's init_workers hands its reward-loop actors to the manager for streaming rewards;
+    ours drops them, so verl's agent loop returns the rows unscored (scored by the trainer)."""
+    cfg = OmegaConf.create({"actor_rollout_ref": {"rollout": {"agent": {}}, "model": {}}})
+    manager = BatchRewardAgentLoopManager(cfg, llm_client=None, reward_loop_worker_handles=["an actor"])
+    assert manager.reward_loop_worker_handles is None
+
+
+@pytest.mark.parametrize("version", ["boxed_exact", "think"])
+def test_batch_reward_uses_the_runs_reward_version(version):
+    tok = build_char_tokenizer()
+    rows = verl_rows(tok, [("\\boxed{0.5}", "\\frac{1}{2}"), ("\\boxed{4}", "4")])
+    reward = BatchReward(tok, version, timeout_s=5.0, num_workers=0)
+    # boxed_exact: string match of the boxed content; think: no </think>, no answer
+    assert reward(rows).tolist() == ([0.0, 1.0] if version == "boxed_exact" else [0.0, 0.0])
