@@ -32,6 +32,7 @@ CASES = [
     ("", "3"),
     ("\\boxed{-17}", "-17"),
     ("first 5, then 6, finally 42", "42"),
+    ("it is 9 . I am sure", "9"),  # " ." is what a tokenizer's clean-up rewrites
 ]
 
 
@@ -89,7 +90,7 @@ def test_batch_reward_equals_verls_own_per_response_reward_manager():
     finally:
         reward.close()
     assert got.tolist() == [s["reward_score"] for s in singles]
-    assert got.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]  # not all one verdict: the test can fail
+    assert got.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0]  # not all one verdict: the test can fail
     torch.testing.assert_close(rows.batch["rm_scores"], verl_scores)
     assert rows.non_tensor_batch["acc"].tolist() == [s["reward_extra_info"]["acc"] for s in singles]
     assert rows.non_tensor_batch["pred"].tolist() == [s["reward_extra_info"]["pred"] for s in singles]
@@ -101,6 +102,15 @@ def test_response_texts_decode_only_the_valid_tokens():
     rows = verl_rows(tok, CASES)
     texts = response_texts(rows, tok)
     assert texts == [t for t, _ in CASES]  # padding and the trailing EOS dropped
+    assert response_texts(rows, tok, chunk=2) == texts  # decoded a few rows at a time: the same
+    # the batched Rust decode is the tokenizer's own decode, row by row, also with its clean-up on
+    n = rows.batch["attention_mask"][:, -rows.batch["responses"].shape[-1] :].sum(-1).tolist()
+    for clean in (False, True):
+        tok.clean_up_tokenization_spaces = clean
+        assert ("it is 9. I am sure" in response_texts(rows, tok)) == clean
+        assert response_texts(rows, tok) == [
+            tok.decode(rows.batch["responses"][i, :k].tolist(), skip_special_tokens=True) for i, k in enumerate(n)
+        ]
 
 
 def test_the_trainer_scores_each_stage_and_a_validation_in_one_call():

@@ -325,11 +325,14 @@ class EmbeddedTrainer:
         adv = algo.group_advantages(group, two.rewards, a.use_std)
         kept = [i for i in np.argsort(group, kind="stable") if two.stats.keep[group[i]]]
         t0 = time.perf_counter()
+        self.engine.sleep()  # the step's sampling is done: its KV cache frees memory for the update
         upd = self.updater.update(ro, adv, group, kept)
         t_update = time.perf_counter() - t0
         if upd["optim_steps"]:
             # nothing samples between the optimiser steps of one update: one sync after them
             self.engine.sync_weights()
+        else:
+            self.engine.wake_up()  # same weights: the engine only needs its memory back
         st.optim_total += upd["optim_steps"]
         st.step += 1
         return step.StepRecord(

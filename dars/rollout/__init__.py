@@ -4,7 +4,7 @@ This module is the interface the trainer sees: :class:`RolloutEngine`, its input
 (:class:`SamplingParams`, token ids from :func:`encode_prompt`) and its output (:class:`Rollouts`).
 An engine is one module beside it: :mod:`dars.rollout.hf` samples with Hugging Face ``generate``
 on the training model itself (so stage 1 and stage 2 always sample from the same policy
-snapshot); a vLLM engine implements the same two methods.
+snapshot); :mod:`dars.rollout.vllm` implements the same methods on an in-process vLLM.
 """
 
 from __future__ import annotations
@@ -53,7 +53,14 @@ class RolloutEngine(Protocol):
     def sync_weights(self) -> None:
         """Make the engine sample from the trainer's current weights (no-op when they share them).
         The trainer calls it whenever its weights changed: after an update that took an optimiser
-        step, and after loading a checkpoint."""
+        step, and after loading a checkpoint. It also ends a :meth:`sleep`."""
+
+    def sleep(self) -> None:
+        """Free what sampling holds on the device (vLLM's KV cache) while the trainer updates; the
+        next :meth:`sync_weights` or :meth:`wake_up` ends it (no-op when nothing can be freed)."""
+
+    def wake_up(self) -> None:
+        """End a :meth:`sleep` without new weights (an update that took no optimiser step)."""
 
 
 def encode_prompt(tokenizer, text: str) -> list[int]:

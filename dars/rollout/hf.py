@@ -22,6 +22,12 @@ class HFGenerateEngine:
     def sync_weights(self) -> None:
         pass  # same module as the trainer's
 
+    def sleep(self) -> None:
+        pass  # generate keeps no cache between calls
+
+    def wake_up(self) -> None:
+        pass
+
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], counts: list[int], params: SamplingParams) -> Rollouts:
         flat = [(j, prompt_ids[j]) for j, c in enumerate(counts) for _ in range(c)]

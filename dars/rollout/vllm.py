@@ -80,6 +80,7 @@ class VLLMEngine:
 
         self.model = model
         self.sleep_mode = enable_sleep_mode
+        self.asleep = False
         with _global_rng_kept():
             self.llm = LLM(
                 model=model_dir,
@@ -96,17 +97,23 @@ class VLLMEngine:
         self.sync_weights()  # the trainer's weights (a warm start, a checkpoint), not the folder's
 
     def sync_weights(self) -> None:
-        if self.sleep_mode:
-            self.llm.wake_up()
+        self.wake_up()
         weights = [(name, p.detach()) for name, p in self.model.state_dict().items()]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()  # cached keys/values were computed with the old weights
 
     def sleep(self) -> None:
-        """Free the KV cache (and offload the weights) while the trainer updates; the next
-        :meth:`sync_weights` wakes the engine. Only with ``enable_sleep_mode`` (GPU builds)."""
-        if self.sleep_mode:
+        """Free the KV cache and offload the weights to host memory while the trainer updates
+        (level 1: the weights come back on wake-up, for an update that took no step); the next
+        :meth:`sync_weights` or :meth:`wake_up` ends it. Only with ``enable_sleep_mode`` (GPU builds)."""
+        if self.sleep_mode and not self.asleep:
             self.llm.sleep(level=1)
+            self.asleep = True
+
+    def wake_up(self) -> None:
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
 
     def generate(self, prompt_ids: list[list[int]], counts: list[int], params: SamplingParams) -> Rollouts:
         from vllm import SamplingParams as VLLMSamplingParams

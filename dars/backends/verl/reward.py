@@ -39,12 +39,28 @@ class BatchRewardAgentLoopManager(AgentLoopManager):
         super().__init__(config, llm_client, teacher_client, reward_loop_worker_handles=None)
 
 
-def response_texts(rows: DataProto, tokenizer) -> list[str]:
-    """Each row's response as verl's reward managers decode it: the response tokens the attention
-    mask keeps (verl right-pads responses), special tokens skipped."""
+def response_texts(rows: DataProto, tokenizer, chunk: int = 4096) -> list[str]:
+    """Each row's response as verl's reward managers decode it (``tokenizer.decode(ids,
+    skip_special_tokens=True)`` of the response tokens the attention mask keeps; verl right-pads).
+
+    A fast tokenizer decodes ``chunk`` rows per Rust call, over all cores (its ``decode`` is that
+    Rust decode plus an optional clean-up, applied here the same way): a 1,560 x 128 validation in
+    seconds instead of half a minute row by row, and the token lists of one chunk at a time in memory
+    (Python ints of a whole validation would take gigabytes)."""
     responses = rows.batch["responses"]
     valid = rows.batch["attention_mask"][:, -responses.shape[-1] :].sum(-1).tolist()
-    return tokenizer.batch_decode([responses[i, :n].tolist() for i, n in enumerate(valid)], skip_special_tokens=True)
+    arr = responses.cpu().numpy()  # numpy rows: far cheaper to slice and list than tensor rows
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    clean = getattr(tokenizer, "clean_up_tokenization_spaces", False)
+    texts: list[str] = []
+    for start in range(0, len(valid), chunk):
+        ids = [arr[i, : valid[i]].tolist() for i in range(start, min(start + chunk, len(valid)))]
+        if backend is None:  # a slow (Python) tokenizer
+            texts += tokenizer.batch_decode(ids, skip_special_tokens=True)
+            continue
+        part = backend.decode_batch(ids, skip_special_tokens=True)
+        texts += [tokenizer.clean_up_tokenization(t) for t in part] if clean else part
+    return texts
 
 
 class BatchReward:
