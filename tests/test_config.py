@@ -5,6 +5,7 @@ import json
 
 import pytest
 from conftest import ROOT, compose_config, run_dars
+from omegaconf import OmegaConf
 
 from dars.config import SCHEMA, ConfigError, check_overrides, validate  # also registers the run-name resolver
 
@@ -70,6 +71,30 @@ def test_paper_preset_values():
     assert (cfg.train.total_steps, cfg.rollout.max_response_length, cfg.eval.n_val) == (86, 3072, 128)
     cfg = compose_config(["experiment=dars_et_breadth", "preset=llama-3.1-8b", "model.path=/x"])
     assert (cfg.rollout.n, cfg.algorithm.n_max, cfg.train.lr, cfg.train.total_steps) == (16, 32, 1e-6, 120)
+
+
+@pytest.mark.parametrize("experiment", ["baseline", "dars_hw", "dars_hw_breadth"])
+def test_the_one_gpu_preset_is_one_gpu_of_the_eight_gpu_preset(experiment):
+    """preset=qwen2.5-math-1.5b-1gpu: every batch 1/8, every per-prompt setting the paper's."""
+    one = compose_config([f"experiment={experiment}", "preset=qwen2.5-math-1.5b-1gpu", "model.path=/x"])
+    eight = compose_config([f"experiment={experiment}", "preset=qwen2.5-math-1.5b", "model.path=/x"])
+    assert one.train.batch_size * 8 == eight.train.batch_size
+    assert one.train.ppo_mini_batch_size * 8 == eight.train.ppo_mini_batch_size
+    for key in (
+        "rollout.n",
+        "rollout.max_prompt_length",
+        "rollout.max_response_length",
+        "eval.n_val",
+        "train.lr",
+        "train.total_steps",
+        "train.test_freq",
+        "algorithm.n_max",
+        "algorithm.schedule",
+        "train.ppo_epochs",
+    ):
+        assert OmegaConf.select(one, key) == OmegaConf.select(eight, key), key
+    assert one.model.gradient_checkpointing and not eight.model.gradient_checkpointing
+    assert one.train.max_tokens_per_micro_batch == 16384 and one.scale.n_gpus_per_node == 1
 
 
 def _job(overrides: list[str]) -> dict:
