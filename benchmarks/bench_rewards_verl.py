@@ -81,7 +81,8 @@ def verl_rows(tok, responses: list[str], golds: list[str]):
 def main(argv=None):
     from bench_rewards import make_batch, plain_serial
 
-    from dars.backends.verl.reward import BatchReward, response_texts
+    from dars.backends.verl.decode import response_texts
+    from dars.backends.verl.reward import BatchReward
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", type=int, default=1560)
@@ -114,9 +115,14 @@ def main(argv=None):
     scores = reward(rows)  # the measured call: decode + score + rm_scores, as the trainer makes it
     t_batch = time.perf_counter() - t
     t = time.perf_counter()
-    texts = response_texts(rows, tok)  # the decode part alone, for the breakdown
+    texts = response_texts(rows, tok, table=reward.table)  # the decode part alone, for the breakdown
     t_decode = time.perf_counter() - t
     assert texts == responses, "the decode is not lossless"
+    t = time.perf_counter()
+    rust_texts = response_texts(rows, tok)  # every row through the tokenizer's batched Rust decode
+    t_rust = time.perf_counter() - t
+    assert rust_texts == texts, "the byte-table decode differs from the tokenizer's"
+    del rust_texts
     assert rows.batch["rm_scores"].sum().item() == scores.sum()
 
     # ---- baselines on a random subset of whole problems (as bench_rewards.py), after a warm-up
@@ -140,7 +146,11 @@ def main(argv=None):
     print()
     print("=" * 78)
     print(f"BatchReward (verl rows -> rm_scores), {reward.scorer.num_workers} workers: {t_batch:,.1f}s for {n:,} items")
-    print(f"   of which the batched decode: {t_decode:,.1f}s ({n / t_decode:,.0f} rows/s)")
+    print(
+        f"   of which the decode: {t_decode:,.1f}s ({n / t_decode:,.0f} rows/s; byte table: "
+        f"{'yes' if reward.table is not None else 'no'}); the batched Rust decode alone: {t_rust:,.1f}s "
+        f"({t_rust / t_decode:.1f}x the time)"
+    )
     print(
         f"plain serial math-verify on {len(idx):,} items: {t_plain:,.1f}s; with verl-naive decode: +{t_naive_decode:.1f}s"
     )

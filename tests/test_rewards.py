@@ -276,6 +276,35 @@ def test_boxed_scan_start_keeps_every_match():
         assert [(m.span(), m.groupdict()) for m in pattern.finditer(t, s0)] == full, t
 
 
+def test_literal_prefilters_keep_every_match():
+    """Each "answer" / \\boxed pattern: no match in a text without its literal, and (answer patterns)
+    finditer from the literal's first occurrence finds exactly the matches of a scan from 0; the ASCII
+    fast search agrees with the IGNORECASE regex, also where Unicode folding matters (random fuzz)."""
+    from dars.rewards.parse import _literal_at, _prefilter_of
+
+    patterns = [p for _, group in R._regex_groups() for p, _, _ in group if _prefilter_of(p) is not None]
+    assert sum(_prefilter_of(p)[3] for p in patterns) >= 6 and any(not _prefilter_of(p)[3] for p in patterns)
+    toks = ["Final Answer", " is", ": ", "ANSWER", "answer", "anſwer", "FINAL ANSWER IS", "The final answer is ",
+            "$", "$$", "\\boxed{", "}", "7", "-2", "x = ", "\\frac{1}{2}", "\n", " ", "=", "**", "50%", "é", "K"]  # fmt: skip
+    rng = random.Random(1)
+    checked = 0
+    for _ in range(4000):
+        t = "".join(rng.choice(toks) for _ in range(rng.randint(1, 14)))
+        for pattern in patterns:
+            prefilter = _prefilter_of(pattern)
+            at = _literal_at(prefilter, t, [])
+            literal, ignorecase, compiled, anchored = prefilter
+            want = compiled.search(t) if ignorecase else None
+            assert at == (want.start() if want else -1) if ignorecase else at == t.find(literal), t
+            full = [(m.span(), m.groupdict()) for m in pattern.finditer(t)]
+            if at < 0:
+                assert full == [], (pattern.pattern[:40], t)
+            elif anchored:
+                assert [(m.span(), m.groupdict()) for m in pattern.finditer(t, at)] == full, (pattern.pattern[:40], t)
+                checked += bool(full) and at > 0
+    assert checked > 100  # matches after a skipped prefix were compared
+
+
 def test_repeated_answers_are_verified_once():
     g = R._Grader(cache_size=1000)
     for i in range(50):

@@ -18,7 +18,8 @@ require_verl()
 from omegaconf import OmegaConf
 from verl import DataProto
 
-from dars.backends.verl.reward import BatchReward, BatchRewardAgentLoopManager, response_texts
+from dars.backends.verl.decode import MODEL, ByteLevelTable, response_texts
+from dars.backends.verl.reward import BatchReward, BatchRewardAgentLoopManager
 from dars.model import build_char_tokenizer
 from dars.rewards import compute_score
 
@@ -111,6 +112,65 @@ def test_response_texts_decode_only_the_valid_tokens():
         assert response_texts(rows, tok) == [
             tok.decode(rows.batch["responses"][i, :k].tolist(), skip_special_tokens=True) for i, k in enumerate(n)
         ]
+
+
+def byte_level_tokenizer():
+    """A byte-level BPE like an LLM's (GPT-2 / Qwen family): special and non-special added tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    texts = [t for t, _ in CASES] + ["déjà vu, 中文 ½ 🙂 it is 9 . done", "x = \\frac{1}{2} , so  y ?"] * 3
+    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(texts, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<|im_end|>")
+    tok.add_tokens(["<tool>", " é "])  # non-special added tokens (one not byte-level text)
+    return tok
+
+
+def test_the_byte_table_decode_equals_the_tokenizers_own_decode():
+    """Rows of random token ids (bytes that are not valid UTF-8, added tokens in the middle, stop
+    tokens at the end, empty rows) decode exactly as ``tokenizer.decode(skip_special_tokens=True)``,
+    with and without clean-up; rows the table cannot do exactly go to the Rust decode."""
+    tok = byte_level_tokenizer()
+    table = ByteLevelTable.of(tok)
+    assert table is not None and ByteLevelTable.of(build_char_tokenizer()) is None  # Fuse decoder: no table
+    rng = np.random.default_rng(0)
+    size, eos = len(tok), tok.eos_token_id
+    model_ids = np.flatnonzero(table.kind == MODEL)
+    rows_ids = []
+    for i in range(300):
+        k = int(rng.integers(0, 40))
+        pool = model_ids if i % 3 else np.arange(size)  # every third row may hold any id, added ones too
+        ids = rng.choice(pool, size=k).tolist() + [eos] * int(rng.integers(0, 3))
+        rows_ids.append(ids)
+    rows_ids += [[], [eos], tok.encode("déjà vu 🙂", add_special_tokens=False)[:-1]]  # a cut UTF-8 sequence
+    width = max(map(len, rows_ids)) + 2
+    responses = torch.full((len(rows_ids), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows_ids), 1 + width), dtype=torch.long)
+    mask[:, 0] = 1
+    for r, ids in enumerate(rows_ids):
+        responses[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[r, 1 : 1 + len(ids)] = 1
+    rows = DataProto.from_dict(tensors={"responses": responses, "attention_mask": mask})
+    for clean in (False, True):
+        tok.clean_up_tokenization_spaces = clean
+        want = [tok.decode(ids, skip_special_tokens=True) for ids in rows_ids]
+        assert any("\ufffd" in w for w in want) and any("<tool>" in w for w in want)  # the hard cases are there
+        assert response_texts(rows, tok, table=table, chunk=64) == want
+        assert response_texts(rows, tok) == want  # the Rust decode for every row
+    # which rows the table decodes: a table with every model token's bytes wrong changes exactly the
+    # rows of model tokens (stop tokens at the end only); the others went to the Rust decode
+    kinds = table.kind
+    wrong = ByteLevelTable(np.where(kinds == MODEL, "#", "").astype(object), kinds)
+    got = response_texts(rows, tok, table=wrong)
+    for ids, g, w in zip(rows_ids, got, want):
+        body = ids[: len(ids) - next((k for k, t in enumerate(reversed(ids)) if kinds[t] != 1), len(ids))]
+        by_table = all(kinds[t] == 0 for t in body)
+        assert (g != w) == (by_table and any(kinds[t] == 0 for t in body)), (ids, g, w)
+    assert sum(g != w for g, w in zip(got, want)) > 150
 
 
 def test_the_trainer_scores_each_stage_and_a_validation_in_one_call():

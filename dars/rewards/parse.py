@@ -113,10 +113,13 @@ def _latex_group_plan(pattern):
     return plan
 
 
-# Literal prefilters. Every match of math-verify's "answer" patterns contains the (case-insensitive)
+# Literal prefilters. Every match of math-verify's "answer" patterns starts with the (case-insensitive)
 # literal the pattern starts with, and every match of its two \boxed patterns contains "\boxed{". A
-# pattern cannot match a text without its literal, so skipping it there changes nothing. The literal
-# is searched with the same case folding as the pattern's (?i:...) group (Unicode: "ſ" ~ "s", ...).
+# pattern cannot match a text without its literal, and an "answer" pattern cannot match before the
+# literal's first occurrence, so skipping the pattern, or starting its scan there, changes nothing.
+# The literal is searched with the same case folding as the pattern's (?i:...) group (Unicode: "ſ" ~
+# "s", ...); in an ASCII text that folding is plain ASCII lower-casing, so there ``text.lower().find``
+# gives the same answer several times faster than an IGNORECASE regex search.
 _ANSWER_PREFIXES = (
     ("(?i:final answer is)", "final answer is"),
     ("(?i:final answer.{0,100}?)", "final answer"),
@@ -127,22 +130,34 @@ _PREFILTER_OF: dict = {}
 
 
 def _prefilter_of(pattern):
-    """A compiled literal every match of ``pattern`` contains, or None."""
-    try:
+    """(literal, case-insensitive?, compiled search, every match starts with it?) for a literal every
+    match of ``pattern`` contains, or None. Case-insensitive literals are lower-case ASCII."""
+    if pattern in _PREFILTER_OF:
         return _PREFILTER_OF[pattern]
-    except KeyError:
-        pass
     found = None
     src = pattern.pattern
     for prefix, literal in _ANSWER_PREFIXES:
         if src.startswith(prefix):
-            found = re.compile(re.escape(literal), re.IGNORECASE)
+            found = (literal, True, re.compile(re.escape(literal), re.IGNORECASE), True)
             break
     else:
         if _BOXED_SRC in src:
-            found = re.compile(re.escape("\\boxed{"))
+            found = ("\\boxed{", False, None, False)
     _PREFILTER_OF[pattern] = found
     return found
+
+
+def _literal_at(prefilter, text: str, folded: list) -> int:
+    """Index of the prefilter literal's first occurrence in ``text``, or -1 (``folded``: text.lower())."""
+    literal, ignorecase, compiled, _ = prefilter
+    if not ignorecase:
+        return text.find(literal)
+    if not text.isascii():  # Unicode case folding ("ſ" matches "s"): only the regex knows it
+        match = compiled.search(text)
+        return -1 if match is None else match.start()
+    if not folded:
+        folded.append(text.lower())  # ASCII: same length, same indices
+    return folded[0].find(literal)
 
 
 def _is_boxed_env_pattern(pattern) -> bool:
@@ -407,35 +422,40 @@ class _ParseReplica:
                 None,
                 (strs[0] if strs else (str(preds[0]) if preds else "")),
             )
-        literal_found: dict = {}
+        literal_at: dict = {}
+        folded: list = []
         local: dict = {}
 
-        def may_match(pattern) -> bool:
-            lit = _prefilter_of(pattern)
-            if lit is None:
-                return True
-            hit = literal_found.get(lit)
-            if hit is None:
-                hit = literal_found[lit] = lit.search(text) is not None
-            return hit
-
         def scan_start(pattern) -> int:
+            """-1 where ``pattern`` cannot match ``text``; else a position no match starts before."""
+            prefilter = _prefilter_of(pattern)
+            start = 0
+            if prefilter is not None:
+                at = literal_at.get(prefilter)
+                if at is None:
+                    at = literal_at[prefilter] = _literal_at(prefilter, text, folded)
+                if at < 0:
+                    return -1
+                if prefilter[3]:
+                    start = at
             if pattern in _BOXED_ENV_PATTERNS:
-                return _boxed_env_scan_start(text)
-            return 0
+                start = max(start, _boxed_env_scan_start(text))
+            return start
+
+        def matches_of(patterns_group):
+            """(match, start, end, target type) of every match of the group's patterns, in pattern order."""
+            for pattern, target_type, _ in patterns_group:
+                start = scan_start(pattern)
+                if start >= 0:
+                    for match in pattern.finditer(text, start):
+                        yield match, match.start(), match.end(), target_type
 
         try:
             # == math_verify.parser.extract_target_from_pred(text, regexes, "first_match", "any_match")
             fallbacks = []
             winner = None
             for _, patterns_group in _regex_groups():
-                matches_with_pos = (
-                    (match, match.start(), match.end(), target_type)
-                    for pattern, target_type, _ in patterns_group
-                    if may_match(pattern)
-                    for match in pattern.finditer(text, scan_start(pattern))
-                )
-                matches_with_pos = sorted(matches_with_pos, key=lambda x: (x[2], -x[1]), reverse=True)
+                matches_with_pos = sorted(matches_of(patterns_group), key=lambda x: (x[2], -x[1]), reverse=True)
                 for match, _, _, target_type in matches_with_pos:
                     key, size = self._match_key(match, target_type)
                     ok, str_fallback = self._outcome(key, size, match, target_type, local)

@@ -25,6 +25,7 @@ from verl import DataProto
 from verl.experimental.agent_loop import AgentLoopManager
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from dars.backends.verl.decode import ByteLevelTable, response_texts
 from dars.rewards import RewardScorer
 
 # the reward's extra keys in non_tensor_batch, as dars.rewards.compute_score(return_dict=True) names them
@@ -39,30 +40,6 @@ class BatchRewardAgentLoopManager(AgentLoopManager):
         super().__init__(config, llm_client, teacher_client, reward_loop_worker_handles=None)
 
 
-def response_texts(rows: DataProto, tokenizer, chunk: int = 4096) -> list[str]:
-    """Each row's response as verl's reward managers decode it (``tokenizer.decode(ids,
-    skip_special_tokens=True)`` of the response tokens the attention mask keeps; verl right-pads).
-
-    A fast tokenizer decodes ``chunk`` rows per Rust call, over all cores (its ``decode`` is that
-    Rust decode plus an optional clean-up, applied here the same way): a 1,560 x 128 validation in
-    seconds instead of half a minute row by row, and the token lists of one chunk at a time in memory
-    (Python ints of a whole validation would take gigabytes)."""
-    responses = rows.batch["responses"]
-    valid = rows.batch["attention_mask"][:, -responses.shape[-1] :].sum(-1).tolist()
-    arr = responses.cpu().numpy()  # numpy rows: far cheaper to slice and list than tensor rows
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    clean = getattr(tokenizer, "clean_up_tokenization_spaces", False)
-    texts: list[str] = []
-    for start in range(0, len(valid), chunk):
-        ids = [arr[i, : valid[i]].tolist() for i in range(start, min(start + chunk, len(valid)))]
-        if backend is None:  # a slow (Python) tokenizer
-            texts += tokenizer.batch_decode(ids, skip_special_tokens=True)
-            continue
-        part = backend.decode_batch(ids, skip_special_tokens=True)
-        texts += [tokenizer.clean_up_tokenization(t) for t in part] if clean else part
-    return texts
-
-
 class BatchReward:
     """Scores verl rows against their gold answers (``reward_model.ground_truth``) in one batch.
 
@@ -71,12 +48,13 @@ class BatchReward:
 
     def __init__(self, tokenizer, version: str, timeout_s: float, num_workers: int | None):
         self.tokenizer = tokenizer
+        self.table = ByteLevelTable.of(tokenizer)  # None: not byte-level BPE (the tokenizer decodes every row)
         self.scorer = RewardScorer(version, num_workers=num_workers, timeout_s=float(timeout_s))
 
     def __call__(self, rows: DataProto) -> np.ndarray:
         """Score ``rows`` in place (``rm_scores``: the 0/1 score on each response's last token, and
         the extra keys ``acc`` / ``pred``) and return the scores, shape [len(rows)]."""
-        texts = response_texts(rows, self.tokenizer)
+        texts = response_texts(rows, self.tokenizer, self.table)
         golds = [str(rm["ground_truth"]) for rm in rows.non_tensor_batch["reward_model"]]
         scored = self.scorer.score(texts, golds)
         rewards = scored.rewards.astype(np.float64)
