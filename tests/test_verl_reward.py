@@ -70,12 +70,14 @@ def verl_rows(tok, cases, response_len=48, prompt_len=3) -> DataProto:
     )
 
 
-def test_batch_reward_equals_verls_own_per_response_reward_manager():
+@pytest.mark.parametrize("tokenizer", ["char", "byte-level BPE"])
+def test_batch_reward_equals_verls_own_per_response_reward_manager(tokenizer):
     """The same rows through verl's NaiveRewardManager + compute_score (what verl would do) and
-    through BatchReward: the same scores on the same token, the same acc and pred."""
+    through BatchReward: the same scores on the same token, the same acc and pred. The byte-level
+    tokenizer is decoded through the byte table (decode.py), the char one by the tokenizer."""
     from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
 
-    tok = build_char_tokenizer()
+    tok = build_char_tokenizer() if tokenizer == "char" else byte_level_tokenizer()
     rows = verl_rows(tok, CASES)
     manager = NaiveRewardManager(OmegaConf.create({}), tok, lambda **kw: compute_score(**kw, return_dict=True))
 
@@ -86,6 +88,7 @@ def test_batch_reward_equals_verls_own_per_response_reward_manager():
     verl_scores = NaiveRewardManager.assemble_rm_scores(rows, [s["reward_score"] for s in singles])
 
     reward = BatchReward(tok, "math_verify", timeout_s=5.0, num_workers=1)
+    assert (reward.table is None) == (tokenizer == "char")
     try:
         got = reward(rows)
     finally:
