@@ -285,7 +285,7 @@ def test_literal_prefilters_keep_every_match():
     patterns = [p for _, group in R._regex_groups() for p, _, _ in group if _prefilter_of(p) is not None]
     assert sum(_prefilter_of(p)[3] for p in patterns) >= 6 and any(not _prefilter_of(p)[3] for p in patterns)
     toks = ["Final Answer", " is", ": ", "ANSWER", "answer", "anſwer", "FINAL ANSWER IS", "The final answer is ",
-            "$", "$$", "\\boxed{", "}", "7", "-2", "x = ", "\\frac{1}{2}", "\n", " ", "=", "**", "50%", "é", "K"]  # fmt: skip
+            "$", "$$", "\\boxed{", "}", "7", "-2", "x = ", "\\frac{1}{2}", "\n", " ", "=", "**", "50%", "é", "\u212a", "fınal answer", "FİNAL ANSWER"]  # fmt: skip
     rng = random.Random(1)
     checked = 0
     for _ in range(4000):
