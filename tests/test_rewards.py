@@ -283,7 +283,9 @@ def test_literal_prefilters_keep_every_match():
     from dars.rewards.parse import _literal_at, _prefilter_of
 
     patterns = [p for _, group in R._regex_groups() for p, _, _ in group if _prefilter_of(p) is not None]
-    assert sum(_prefilter_of(p)[3] for p in patterns) >= 6 and any(not _prefilter_of(p)[3] for p in patterns)
+    assert sum(_prefilter_of(p).anchored for p in patterns) >= 6 and any(
+        not _prefilter_of(p).anchored for p in patterns
+    )
     toks = ["Final Answer", " is", ": ", "ANSWER", "answer", "anſwer", "FINAL ANSWER IS", "The final answer is ",
             "$", "$$", "\\boxed{", "}", "7", "-2", "x = ", "\\frac{1}{2}", "\n", " ", "=", "**", "50%", "é", "\u212a", "fınal answer", "FİNAL ANSWER"]  # fmt: skip
     rng = random.Random(1)
@@ -293,9 +295,12 @@ def test_literal_prefilters_keep_every_match():
         for pattern in patterns:
             prefilter = _prefilter_of(pattern)
             at = _literal_at(prefilter, t, [])
-            literal, ignorecase, compiled, anchored = prefilter
-            want = compiled.search(t) if ignorecase else None
-            assert at == (want.start() if want else -1) if ignorecase else at == t.find(literal), t
+            literal, search, anchored = prefilter
+            if search is None:
+                assert at == t.find(literal), t
+            else:
+                want = search.search(t)
+                assert at == (want.start() if want else -1), t
             full = [(m.span(), m.groupdict()) for m in pattern.finditer(t)]
             if at < 0:
                 assert full == [], (pattern.pattern[:40], t)

@@ -21,10 +21,12 @@ verdicts, no conversion / verdict memo, several times slower).
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import re
 from itertools import groupby
+from typing import NamedTuple
 
 from .memo import _LRU, _MISS
 
@@ -126,38 +128,34 @@ _ANSWER_PREFIXES = (
     ("(?i:answer)", "answer"),
 )
 _BOXED_SRC = "\\\\boxed{"  # how the literal \boxed{ is written inside math-verify's regex sources
-_PREFILTER_OF: dict = {}
 
 
-def _prefilter_of(pattern):
-    """(literal, case-insensitive?, compiled search, every match starts with it?) for a literal every
-    match of ``pattern`` contains, or None. Case-insensitive literals are lower-case ASCII."""
-    if pattern in _PREFILTER_OF:
-        return _PREFILTER_OF[pattern]
-    found = None
+class _Prefilter(NamedTuple):
+    literal: str  # lower-case ASCII where case-insensitive
+    search: re.Pattern | None  # case-insensitive: the literal as an IGNORECASE regex (for non-ASCII texts)
+    anchored: bool  # every match of the pattern starts with the literal
+
+
+@functools.cache
+def _prefilter_of(pattern) -> _Prefilter | None:
+    """A literal every match of ``pattern`` contains, or None."""
     src = pattern.pattern
     for prefix, literal in _ANSWER_PREFIXES:
         if src.startswith(prefix):
-            found = (literal, True, re.compile(re.escape(literal), re.IGNORECASE), True)
-            break
-    else:
-        if _BOXED_SRC in src:
-            found = ("\\boxed{", False, None, False)
-    _PREFILTER_OF[pattern] = found
-    return found
+            return _Prefilter(literal, re.compile(re.escape(literal), re.IGNORECASE), True)
+    return _Prefilter("\\boxed{", None, False) if _BOXED_SRC in src else None
 
 
-def _literal_at(prefilter, text: str, folded: list) -> int:
+def _literal_at(prefilter: _Prefilter, text: str, folded: list) -> int:
     """Index of the prefilter literal's first occurrence in ``text``, or -1 (``folded``: text.lower())."""
-    literal, ignorecase, compiled, _ = prefilter
-    if not ignorecase:
-        return text.find(literal)
+    if prefilter.search is None:  # case-sensitive
+        return text.find(prefilter.literal)
     if not text.isascii():  # Unicode case folding ("ſ" matches "s"): only the regex knows it
-        match = compiled.search(text)
+        match = prefilter.search.search(text)
         return -1 if match is None else match.start()
     if not folded:
         folded.append(text.lower())  # ASCII: same length, same indices
-    return folded[0].find(literal)
+    return folded[0].find(prefilter.literal)
 
 
 def _is_boxed_env_pattern(pattern) -> bool:
@@ -436,7 +434,7 @@ class _ParseReplica:
                     at = literal_at[prefilter] = _literal_at(prefilter, text, folded)
                 if at < 0:
                     return -1
-                if prefilter[3]:
+                if prefilter.anchored:
                     start = at
             if pattern in _BOXED_ENV_PATTERNS:
                 start = max(start, _boxed_env_scan_start(text))

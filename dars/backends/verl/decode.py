@@ -63,11 +63,12 @@ class ByteLevelTable:
             pieces[i], kind[i] = "", SPECIAL if token.special else OTHER
         return cls(pieces, kind)
 
-    def decodable(self, ids: np.ndarray, row: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    def decodable(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """bool [rows]: rows the table decodes exactly. ``ids``: the rows' tokens one row after the
-        other, ``row``: each token's row, ``lengths``: tokens per row."""
+        other, ``lengths``: tokens per row."""
         known = (ids >= 0) & (ids < len(self.kind))
         kind = np.where(known, self.kind[np.where(known, ids, 0)], OTHER)
+        row = np.repeat(np.arange(len(lengths)), lengths)  # each token's row
         bad = np.zeros(len(lengths), dtype=bool)
         bad[row[kind == OTHER]] = True
         special = np.flatnonzero(kind == SPECIAL)
@@ -107,7 +108,7 @@ def response_texts(rows: DataProto, tokenizer, table: ByteLevelTable | None = No
         ids = block[np.arange(block.shape[1])[None, :] < lengths[:, None]]  # row after row
         ends, lens = np.cumsum(lengths).tolist(), lengths.tolist()
         if table is not None:
-            fast = table.decodable(ids, np.repeat(np.arange(len(lengths)), lengths), lengths)
+            fast = table.decodable(ids, lengths)
             pieces = table.pieces[np.where(fast.repeat(lengths), ids, 0)].tolist()
         else:
             fast = np.zeros(len(lengths), dtype=bool)
